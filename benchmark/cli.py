@@ -1,0 +1,160 @@
+"""`python -m benchmark VERB ...` (also installed as `coreset-bench`). Bad input ends with one line on
+stderr and exit status 2; nothing is written for a run that failed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+log = logging.getLogger("benchmark")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _numbers(kind, scale: float = 1.0):
+    def parse(text: str):
+        try:
+            return tuple(kind(item) * scale if scale != 1.0 else kind(item)
+                         for item in text.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+    return parse
+
+
+def _param(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
+    group = parser.add_argument_group("protocol (defaults from the preset)")
+    group.add_argument("--preset", default="standard", help="standard (CIFAR-10, GPU) or smoke (digits, CPU)")
+    group.add_argument("--dataset", help="cifar10, digits or imagefolder:PATH")
+    group.add_argument("--model", help="mobilenetv2_100, mobilenetv2_050, ... or any timm model name")
+    if grid:
+        group.add_argument("--fractions", type=_numbers(float), help="coreset fractions, e.g. 0.1,0.5")
+        group.add_argument("--seeds", type=_numbers(int), help="distinct integer seeds, e.g. 0,1,2")
+        group.add_argument("--epochs", type=int, help="final training epochs")
+        group.add_argument("--lrs", type=_numbers(float), help="lr grid; the best on validation is kept")
+        group.add_argument("--eps", type=_numbers(float, 1 / 255), help="FGSM eps in 1/255 units, e.g. 1,2,4,8,16")
+    group.add_argument("--proxy-epochs", type=int, help="epochs of the selection proxy")
+    group.add_argument("--batch-size", type=int)
+    where = parser.add_argument_group("where things are")
+    where.add_argument("--data-root", type=Path, help="directory holding (or receiving) CIFAR-10")
+    where.add_argument("--cache-dir", type=Path, help="proxy and decoded-image cache "
+                       "(default $CORESET_BENCH_CACHE or ~/.cache/coreset-bench)")
+    where.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+
+
+def _protocol(args):
+    from benchmark.protocol import preset
+
+    overrides = {"dataset": args.dataset, "model": args.model, "proxy_epochs": args.proxy_epochs,
+                 "batch_size": args.batch_size}
+    for name in ("fractions", "seeds", "epochs", "lrs", "eps"):
+        overrides[name] = getattr(args, name, None)
+    return preset(args.preset).with_overrides(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="benchmark", description="Accuracy and FGSM robustness of models trained on "
+                     "coresets chosen by data-selection methods.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the final table")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    run = verbs.add_parser("run", help="select, train, attack and record, for each fraction and seed",
+                           description="Runs the protocol for one method: one JSON record per "
+                           "(fraction, seed) under --out, then a Markdown table of those runs.")
+    run.add_argument("--method", required=True, help="a registered selector (see `benchmark methods`)")
+    run.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                     help="a selector parameter (repeatable)")
+    _add_protocol_options(run, grid=True)
+    run.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
+    run.add_argument("--force", action="store_true", help="redo runs whose record exists")
+
+    select = verbs.add_parser("select", help="export the coreset a method chooses, as JSON",
+                              description="Selects one coreset and writes its indices (into the pool and "
+                              "into the training set) as JSON.")
+    select.add_argument("--method", required=True)
+    select.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE")
+    select.add_argument("--fraction", type=float, required=True)
+    select.add_argument("--seed", type=int, required=True)
+    select.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    _add_protocol_options(select, grid=False)
+
+    verbs.add_parser("methods", help="list the registered selectors with their papers",
+                     description="Lists every registered selector, its parameters and its paper.")
+    return parser
+
+
+def _cmd_methods(args) -> None:
+    import dataclasses
+
+    from benchmark.selection import available_selectors
+
+    for name, cls in available_selectors().items():
+        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)) or "no parameters"
+        print(f"{name:22} {cls.paper}\n{'':22} parameters: {params}" + (f"\n{'':22} {cls.url}" if cls.url else ""))
+
+
+def _cmd_run(args) -> None:
+    from benchmark.data import default_cache_dir
+    from benchmark.run import resolve_device, run_protocol
+    from benchmark.summary import markdown_table
+
+    protocol = _protocol(args)
+    records = run_protocol(protocol=protocol, methods=[(args.method, dict(args.param))], out=args.out,
+                           cache_dir=args.cache_dir or default_cache_dir(), device=resolve_device(args.device),
+                           data_root=args.data_root, force=args.force)
+    print(markdown_table(records))
+    log.info("%d record(s) in %s", len(records), args.out)
+
+
+def _cmd_select(args) -> None:
+    from benchmark.data import default_cache_dir, load_dataset
+    from benchmark.protocol import Protocol
+    from benchmark.records import write_json
+    from benchmark.run import prepare_data, resolve_device, select_coreset
+    from benchmark.selection import create_selector
+
+    protocol: Protocol = _protocol(args).with_overrides(fractions=(args.fraction,), seeds=(args.seed,))
+    selector = create_selector(args.method, protocol.method_params(args.method, dict(args.param)))
+    cache_dir = args.cache_dir or default_cache_dir()
+    dataset = load_dataset(protocol.dataset, data_root=args.data_root, cache_dir=cache_dir)
+    data, pool_indices = prepare_data(dataset, resolve_device(args.device))
+    selection, seconds, _ = select_coreset(selector=selector, data=data, protocol=protocol,
+                                           fraction=args.fraction, seed=args.seed, cache_dir=cache_dir)
+    write_json({"method": args.method, "method_params": selector.params(), "dataset": protocol.dataset,
+                "model": protocol.model, "fraction": args.fraction, "seed": args.seed,
+                "budget": len(selection.indices), "seconds": seconds,
+                "pool_indices": selection.indices.tolist(),
+                "train_indices": pool_indices[selection.indices].tolist(),
+                "weights": None if selection.weights is None else selection.weights.tolist()}, args.out)
+    log.info("%d indices written to %s", len(selection.indices), args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+        {"run": _cmd_run, "select": _cmd_select, "methods": _cmd_methods}[args.verb](args)
+        return 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an unwritable --out, a full disk: the record was not written
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot read or write{where}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; run again to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,70 @@
+"""Run records: one JSON file per run, written atomically (temporary file, then rename), so a killed
+run leaves either the whole record or none."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import benchmark
+
+SCHEMA = "coreset-bench/run/1"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-")
+
+
+def record_path(out: Path, *, method: str, dataset: str, model: str, fraction: float, seed: int, key: str) -> Path:
+    """The file name names the run; `key` hashes the protocol settings and the method's parameters."""
+    return Path(out) / f"{slug(method)}__{slug(dataset)}__{slug(model)}__f{fraction:g}__s{seed}__{key}.json"
+
+
+def indices_sha256(indices: np.ndarray) -> str:
+    return hashlib.sha256(np.sort(np.asarray(indices, dtype=np.int64)).tobytes()).hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(value: dict, path: Path) -> None:
+    _atomic_write(Path(path), lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
+
+
+def write_arrays(path: Path, **arrays: np.ndarray) -> None:
+    _atomic_write(Path(path), lambda stream: np.savez_compressed(stream, **arrays))
+
+
+def environment(device: torch.device) -> dict:
+    import timm
+    import torchattacks
+    import torchvision
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"package": benchmark.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm.__version__,
+            "torchattacks": torchattacks.__version__, "device": f"{device.type}: {name}"}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
