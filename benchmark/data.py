@@ -91,9 +91,12 @@ def load_dataset(spec: str, *, data_root: str | os.PathLike | None = None,
 def _cifar10(root: Path) -> ImageDataset:
     from torchvision.datasets import CIFAR10
 
+    existed = root.exists()
     try:
         parts = [CIFAR10(str(root), train=train, download=True) for train in (True, False)]
     except Exception as error:  # no network, a proxy error, a corrupt archive: all end the same way
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # leave nothing behind from a failed download
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"CIFAR-10 is not under {root} and could not be downloaded ({reason}); pass "
                         f"--data-root DIR with cifar-10-batches-py in it, --dataset imagefolder:PATH for a "
@@ -162,12 +165,13 @@ def _imagefolder(root: Path, cache: Path, size: int = 32) -> ImageDataset:
 
 
 def _decode_all(paths: list[Path], size: int) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image
+    from PIL import Image, UnidentifiedImageError
 
     def decode(path: Path) -> torch.Tensor:
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as error:
+            with Image.open(path) as opened:
+                image = torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1)
+        except (UnidentifiedImageError, OSError) as error:
             raise UserError(f"cannot decode image {path}: {error}") from None
         if image.shape[1:] != (size, size):
             image = F.interpolate(image[None].float(), size=(size, size), mode="bilinear", antialias=True,
