@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from benchmark.seeding import derive_seed
 from benchmark.selection import ValidationOutputs
 from benchmark.train import TrainConfig, predict, prepare, train_model
 
+log = logging.getLogger("benchmark")
 PROXY_FORMAT = 1  # bump when proxy training changes, so stale cache entries are never reused
 
 
@@ -72,7 +74,10 @@ class ProxyFeatures:
         if path.exists():
             stored = torch.load(path, map_location=data.pool_images.device)
             model.load_state_dict(stored["state_dict"])
+            log.info("%s: loaded from the cache (%s)", desc, path.name)
             return model.eval(), path, stored
+        log.info("%s: training %s for %d epochs on %d pool images (seed %d)", desc, self.model_name, epochs,
+                 len(data.pool_images), seed)
         config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)
         train_model(model, data.pool_images, data.pool_labels, config, seed=seed, purpose="proxy-train", desc=desc)
         self.trained += 1

@@ -154,6 +154,8 @@ def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolD
         "created": now(),
     }
     write_json(record, path)
+    log.info("%s fraction %g seed %d: clean %.2f%%, FGSM %s -> %s", method, fraction, seed, 100 * clean,
+             ", ".join(f"{a['eps'] * 255:g}/255 {100 * a['accuracy']:.1f}%" for a in attacks), path.name)
     return record, True
 
 
