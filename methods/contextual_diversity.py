@@ -18,21 +18,27 @@ import numpy as np
 import torch
 
 from benchmark.selection import Selection, SelectionContext, Selector, register
-from benchmark.similarity import symmetric_kl
+from benchmark.similarity import symmetric_kl_factors
 
 
 def k_center_greedy(probabilities: torch.Tensor, budget: int, first: int) -> np.ndarray:
     """Positions (into `probabilities`) of `budget` k-center greedy picks starting from `first`."""
+    # symmetric KL from row j to every row as one matrix-vector product (see symmetric_kl_factors)
+    left, right, negentropy = symmetric_kl_factors(probabilities)
+
+    def distances_to(j: int) -> torch.Tensor:
+        return negentropy + negentropy[j] - left @ right[j]
+
     chosen = [first]
-    nearest = symmetric_kl(probabilities, probabilities[first])
+    nearest = distances_to(first)
     # chosen points must never be picked again, even where a duplicate makes their distance 0 to the set
     taken = torch.zeros(len(probabilities), dtype=torch.bool, device=probabilities.device)
     taken[first] = True
     for _ in range(budget - 1):
-        farthest = int(nearest.masked_fill(taken, -1.0).argmax())
+        farthest = int(nearest.masked_fill(taken, -torch.inf).argmax())
         chosen.append(farthest)
         taken[farthest] = True
-        torch.minimum(nearest, symmetric_kl(probabilities, probabilities[farthest]), out=nearest)
+        torch.minimum(nearest, distances_to(farthest), out=nearest)
     return np.asarray(chosen, dtype=np.int64)
 
 

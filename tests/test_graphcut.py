@@ -68,3 +68,9 @@ def test_a_budget_equal_to_the_class_takes_the_whole_class():
 def test_unknown_features_are_a_clear_error():
     with pytest.raises(UserError, match="features must be"):
         create_selector("graphcut", {"features": "pixels"})
+
+
+def test_a_group_too_large_for_a_dense_kernel_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr("methods.graphcut.MAX_GROUP_SIZE", 10)
+    with pytest.raises(UserError, match="balance=True"):
+        GraphCut().select(_context(n=16, budget=5, balance=False))
