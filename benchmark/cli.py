@@ -93,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     verbs.add_parser("methods", help="list the registered selectors with their papers",
                      description="Lists every registered selector, its parameters and its paper.")
+
+    board = verbs.add_parser("leaderboard", help="build the leaderboard pages from run records",
+                             description="Validates every record, then writes index.html (tables and "
+                             "robustness curves, works offline), leaderboard.md and copies of the records "
+                             "under records/ into --out. Invalid records: nothing is written.")
+    board.add_argument("--records", type=Path, nargs="+", default=[Path("submissions")], metavar="DIR",
+                       help="record files or directories, searched recursively (default submissions/)")
+    board.add_argument("--out", type=Path, default=Path("site"),
+                       help="site directory: new, empty, or a site written before (default site/)")
+
+    validate = verbs.add_parser("validate", help="check run records against the schema",
+                                description="Checks every *.json under the given paths (recursively) "
+                                "against the record schema and for duplicate runs; lists every problem.")
+    validate.add_argument("paths", type=Path, nargs="*", default=[Path("submissions")], metavar="PATH",
+                          help="record files or directories (default submissions/)")
     return parser
 
 
@@ -142,11 +157,41 @@ def _cmd_select(args) -> None:
     log.info("%d indices written to %s", len(selection.indices), args.out)
 
 
+def _cmd_leaderboard(args) -> None:
+    from benchmark.schema import SchemaError
+    from leaderboard import build_site
+
+    try:
+        groups = build_site(args.records, args.out)
+    except SchemaError as error:
+        print("\n".join(error.problems), file=sys.stderr)
+        raise UserError(f"{error}; nothing written (run `python -m benchmark validate` for the same list)") from None
+    log.info("leaderboard of %d section(s) written to %s (index.html, leaderboard.md, records/)",
+             len(groups), args.out)
+
+
+def _cmd_validate(args) -> None:
+    from benchmark.schema import SchemaError, load_records
+
+    try:
+        records = load_records(args.paths, allow_empty=True)
+    except SchemaError as error:
+        print("\n".join(error.problems), file=sys.stderr)
+        raise
+    if not records:
+        print(f"no record files (*.json) under {', '.join(str(path) for path in args.paths)}: nothing to check")
+        return
+    runs = {(r.record["method"], r.record["dataset"], r.record["model"], r.record["preset"]) for r in records}
+    print(f"{len(records)} record(s) valid ({len(runs)} method/dataset/model/preset combination(s)) in "
+          f"{', '.join(str(path) for path in args.paths)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-        {"run": _cmd_run, "select": _cmd_select, "methods": _cmd_methods}[args.verb](args)
+        {"run": _cmd_run, "select": _cmd_select, "methods": _cmd_methods, "leaderboard": _cmd_leaderboard,
+         "validate": _cmd_validate}[args.verb](args)
         return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
