@@ -37,7 +37,9 @@ def _param(text: str) -> tuple[str, str]:
 
 def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
     group = parser.add_argument_group("protocol (defaults from the preset)")
-    group.add_argument("--preset", default="standard", help="standard (CIFAR-10, GPU) or smoke (digits, CPU)")
+    group.add_argument("--preset", default="standard",
+                       help="standard (CIFAR-10, GPU), smoke (digits, CPU, a minute) or cifar10-cpu (a CIFAR-10 "
+                       "subset at CPU scale, the published leaderboard's)")
     group.add_argument("--dataset", help="cifar10, digits or imagefolder:PATH")
     group.add_argument("--model", help="mobilenetv2_100, mobilenetv2_050, ... or any timm model name")
     if grid:
@@ -135,17 +137,17 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_select(args) -> None:
-    from benchmark.data import default_cache_dir, load_dataset
+    from benchmark.data import default_cache_dir
     from benchmark.protocol import Protocol
     from benchmark.records import write_json
-    from benchmark.run import prepare_data, resolve_device, select_coreset
+    from benchmark.run import load_protocol_data, resolve_device, select_coreset
     from benchmark.selection import create_selector
 
     protocol: Protocol = _protocol(args).with_overrides(fractions=(args.fraction,), seeds=(args.seed,))
     selector = create_selector(args.method, protocol.method_params(args.method, dict(args.param)))
     cache_dir = args.cache_dir or default_cache_dir()
-    dataset = load_dataset(protocol.dataset, data_root=args.data_root, cache_dir=cache_dir)
-    data, pool_indices = prepare_data(dataset, resolve_device(args.device))
+    data, pool_indices = load_protocol_data(protocol, device=resolve_device(args.device), data_root=args.data_root,
+                                            cache_dir=cache_dir)
     selection, seconds, _ = select_coreset(selector=selector, data=data, protocol=protocol,
                                            fraction=args.fraction, seed=args.seed, cache_dir=cache_dir)
     write_json({"method": args.method, "method_params": selector.params(), "dataset": protocol.dataset,

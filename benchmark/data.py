@@ -41,6 +41,22 @@ class ImageDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def limited(self, train_per_class: int, test_per_class: int) -> ImageDataset:
+        """A seeded class-balanced subset (0 keeps a split whole); validation is then 10 % of the subset."""
+        if not train_per_class and not test_per_class:
+            return self
+        parts = []
+        for images, labels, limit, purpose in ((self.train_images, self.train_labels, train_per_class, "train"),
+                                               (self.test_images, self.test_labels, test_per_class, "test")):
+            if limit:
+                rng = numpy_rng(SPLIT_SEED, f"{purpose}-subset")
+                keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels.numpy() == c))[:limit]
+                                               for c in range(self.num_classes)]))
+                images, labels = images[keep], labels[keep]
+            parts += [images, labels]
+        validation = round(0.1 * len(parts[1])) if train_per_class else self.validation_size
+        return ImageDataset(self.name, *parts, self.class_names, validation_size=validation)
+
     def fingerprint(self) -> str:
         """A content hash: caches keyed on it can never serve another dataset's proxy."""
         digest = hashlib.sha256(self.name.encode())

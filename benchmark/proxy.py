@@ -76,6 +76,8 @@ class ProxyFeatures:
             model.load_state_dict(stored["state_dict"])
             log.info("%s: loaded from the cache (%s)", desc, path.name)
             return model.eval(), path, stored
+        if epochs == 0:  # an untrained proxy (e.g. scores at initialisation)
+            return model.eval(), path, None
         log.info("%s: training %s for %d epochs on %d pool images (seed %d)", desc, self.model_name, epochs,
                  len(data.pool_images), seed)
         config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)

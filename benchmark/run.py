@@ -37,6 +37,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
 
 
+def load_protocol_data(protocol: Protocol, *, device: torch.device, data_root: Path | None,
+                       cache_dir: Path) -> tuple[PoolData, np.ndarray]:
+    dataset = load_dataset(protocol.dataset, data_root=data_root, cache_dir=cache_dir)
+    return prepare_data(dataset.limited(protocol.train_per_class, protocol.test_per_class), device)
+
+
 def prepare_data(dataset: ImageDataset, device: torch.device) -> tuple[PoolData, np.ndarray]:
     """Split off the validation set (seeded, class-balanced, fixed across run seeds) and move the pool,
     validation and test tensors to the device. Returns the data and the pool's training-set indices."""
@@ -164,8 +170,7 @@ def run_protocol(*, protocol: Protocol, methods: list[tuple[str, dict]], out: Pa
     """Every method x fraction x seed of the protocol (a `whole_pool` method runs once per seed)."""
     # every method is created before any data is loaded, so a bad name or parameter fails at once
     selectors = [(name, create_selector(name, protocol.method_params(name, params))) for name, params in methods]
-    dataset = load_dataset(protocol.dataset, data_root=data_root, cache_dir=cache_dir)
-    data, pool_indices = prepare_data(dataset, device)
+    data, pool_indices = load_protocol_data(protocol, device=device, data_root=data_root, cache_dir=cache_dir)
     records = []
     for name, selector in selectors:
         fractions = (1.0,) if selector.whole_pool else protocol.fractions

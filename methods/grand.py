@@ -7,12 +7,13 @@ network trained for a few epochs; the points with the highest scores are kept. H
 a mean over `repeats` proxies (10, as in the paper) from `context.proxy_models`, and the per-sample
 gradients come from `benchmark.gradients.gradient_norms` (torch.func, eval-mode batch norm).
 
-- `epochs` (default 10): the paper scores early in training (at initialisation, and at epoch 20 of a
-  200-epoch CIFAR-10 run). The harness trains each proxy on a complete short schedule; 10 epochs is its
-  standard proxy length, 5 % of the final 200-epoch training, and lands near the paper's early-training
-  accuracy. Epoch 0 is not the default: scores here use batch norm's running statistics, which mean
-  nothing before training, and a replication study ("Does 'Deep Learning on a Data Diet' reproduce?
-  Overall yes, but GraNd at initialization does not") could not reproduce the at-initialisation result.
+- `epochs` (default 10): the paper scores early in training (at initialisation and a few epochs in,
+  e.g. epoch 20 of 200 on CIFAR-10). 10 is the standard preset's proxy length and 5 % of its 200-epoch
+  final training; each proxy runs a complete (cosine) schedule, so it is further along than epoch 10
+  of a long run would be. Ten proxies cost 100 epochs, half the final training.
+  Epoch 0 is not the default: scores here use batch norm's running statistics, which mean nothing
+  before training, and a replication study ("Does 'Deep Learning on a Data Diet' reproduce? Overall
+  yes, but GraNd at initialization does not") could not reproduce the at-initialisation result.
 - `last_layer=True`: the gradient of the last linear layer only, whose norm has the closed form
   ||p - onehot(y)|| * sqrt(1 + ||h||^2) (`benchmark.gradients.last_layer_gradient_norms`): one forward
   pass per proxy instead of per-sample backward passes.
@@ -36,6 +37,7 @@ class GraNd(Selector):
     paper = ("Paul, Ganguli & Dziugaite, Deep learning on a data diet: finding important examples early in "
              "training, NeurIPS 2021")
     url = "https://arxiv.org/abs/2107.07075"
+    uses_proxy = False  # it trains its own `repeats` proxies; the shared one is not needed
     repeats: int = 10
     epochs: int = 10
     last_layer: bool = False

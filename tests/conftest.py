@@ -34,11 +34,13 @@ class _Flatten(nn.Module):
 
 
 def tiny_model(num_classes: int, seed: int, size: int = 3 * 4 * 4, width: int = 8) -> Classifier:
-    generator = torch.Generator().manual_seed(seed + 1000)
-    head = nn.Linear(width, num_classes)
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(num_classes, width, generator=generator))
-    return Classifier(_Flatten(size, width, seed), head, torch.zeros(3), torch.ones(3)).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the biases too, without touching the global RNG
+        generator = torch.Generator().manual_seed(seed + 1000)
+        head = nn.Linear(width, num_classes)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(num_classes, width, generator=generator))
+        return Classifier(_Flatten(size, width, seed), head, torch.zeros(3), torch.ones(3)).eval()
 
 
 class TinyFeatures:

@@ -28,7 +28,8 @@ def reference_greedy(emb, probs, labels, val_emb, val_probs, val_labels, groups,
         for step in range(budget + 1):
             val_grad = np.zeros_like(delta)
             for v in val_rows:
-                z = np.log(val_probs[v]) + delta[:num_classes] + delta[num_classes:].reshape(num_classes, dim) @ val_emb[v]
+                weight_step = delta[num_classes:].reshape(num_classes, dim)
+                z = np.log(val_probs[v]) + delta[:num_classes] + weight_step @ val_emb[v]
                 p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
                 val_grad += grad_vector(p - eye[val_labels[v]], val_emb[v]) / len(val_rows)
             gains = {i: eta * grad_vector(probs[i] - eye[labels[i]], emb[i]) @ val_grad for i in indices}
