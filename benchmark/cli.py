@@ -150,7 +150,7 @@ def _cmd_select(args) -> None:
                                             cache_dir=cache_dir)
     selection, seconds, _ = select_coreset(selector=selector, data=data, protocol=protocol,
                                            fraction=args.fraction, seed=args.seed, cache_dir=cache_dir)
-    write_json({"method": args.method, "method_params": selector.params(), "dataset": protocol.dataset,
+    write_json({"method": args.method, "method_params": selector.params(), "dataset": data.dataset,
                 "model": protocol.model, "fraction": args.fraction, "seed": args.seed,
                 "budget": len(selection.indices), "seconds": seconds,
                 "pool_indices": selection.indices.tolist(),

@@ -26,6 +26,7 @@ PROXY_FORMAT = 1  # bump when proxy training changes, so stale cache entries are
 class PoolData:
     """The run's data on its device: the selection pool, the validation split and the test set."""
 
+    dataset: str  # the dataset's name as recorded (no local paths)
     data_key: str  # hash of the dataset contents and of the pool / validation split
     num_classes: int
     pool_images: torch.Tensor

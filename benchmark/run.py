@@ -52,7 +52,7 @@ def prepare_data(dataset: ImageDataset, device: torch.device) -> tuple[PoolData,
     digest.update(pool.astype(np.int64).tobytes())
     train_float = dataset.train_images[pool].float() / 255
     data = PoolData(
-        data_key=digest.hexdigest(), num_classes=dataset.num_classes,
+        dataset=dataset.name, data_key=digest.hexdigest(), num_classes=dataset.num_classes,
         pool_images=dataset.train_images[pool].to(device), pool_labels=dataset.train_labels[pool].to(device),
         val_images=dataset.train_images[validation].to(device),
         val_labels=dataset.train_labels[validation].to(device),
@@ -114,7 +114,7 @@ def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolD
     `force`. The record is written last, so a killed run leaves no record and is redone on resume."""
     selector = create_selector(method, params)
     key = protocol.key(method, selector.params())
-    path = record_path(out, method=method, dataset=protocol.dataset, model=protocol.model, fraction=fraction,
+    path = record_path(out, method=method, dataset=data.dataset, model=protocol.model, fraction=fraction,
                        seed=seed, key=key)
     if path.exists() and not force:
         log.info("exists, skipped (use --force to redo): %s", path)
@@ -139,10 +139,10 @@ def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolD
         "method": method,
         "method_params": selector.params(),
         "paper": selector.paper,
-        "dataset": protocol.dataset,
+        "dataset": data.dataset,
         "model": protocol.model,
         "preset": protocol.preset,
-        "protocol": protocol.settings(),
+        "protocol": {"dataset": data.dataset, **protocol.settings()},
         "fraction": fraction,
         "seed": seed,
         "budget": int(len(selection.indices)),
