@@ -84,7 +84,7 @@ PRESETS = {
     # Seconds on a laptop CPU: the embedded digits, the narrowest MobileNetV2, a few epochs.
     "smoke": Protocol(preset="smoke", dataset="digits", model="mobilenetv2_035", fractions=(0.1, 0.5),
                       seeds=(0,), epochs=4, lrs=(0.05,), eps=STANDARD_EPS, proxy_epochs=2, proxy_lr=0.05,
-                      batch_size=64, method_defaults={"grand": {"repeats": 2, "epochs": 1}}),
+                      batch_size=32, method_defaults={"grand": {"repeats": 2, "epochs": 1}}),
     # The published CPU-scale leaderboard: a class-balanced CIFAR-10 subset (200 training and 100 test images
     # per class), the narrowest MobileNetV2, 10 epochs at batch 32; under an hour for every method on 2 cores.
     "cifar10-cpu": Protocol(preset="cifar10-cpu", dataset="cifar10", model="mobilenetv2_035", fractions=(0.1, 0.5),
