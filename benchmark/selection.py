@@ -213,6 +213,12 @@ class SelectionContext:
         return self.features.proxy_models(count, epochs)
 
 
+def keep_highest(context: SelectionContext, scores: np.ndarray) -> Selection:
+    """The highest-scoring points of each group (ties to the lower pool index), with the scores attached."""
+    chosen = [indices[np.argsort(-scores[indices], kind="stable")[:budget]] for indices, budget in context.groups()]
+    return Selection(indices=np.sort(np.concatenate(chosen)), scores=scores)
+
+
 def last_layer_gradients(embeddings: torch.Tensor, probabilities: torch.Tensor,
                          labels: torch.Tensor) -> torch.Tensor:
     error = probabilities.clone()

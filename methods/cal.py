@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.selection import Selection, SelectionContext, Selector, register
+from benchmark.selection import Selection, SelectionContext, Selector, keep_highest, register
 from benchmark.similarity import kl_divergence, nearest_neighbours
 
 # Rows of the (rows x k x C) neighbour-probability block gathered at once.
@@ -42,13 +42,9 @@ class CAL(Selector):
     def select(self, context: SelectionContext) -> Selection:
         embeddings, probabilities = context.embeddings(), context.probabilities()
         scores = np.zeros(context.pool_size)
-        chosen = []
-        for indices, budget in context.groups():
-            group_scores = self._scores(embeddings[indices], probabilities[indices])
-            scores[indices] = group_scores
-            # stable sort on the negated score: highest first, lower index first among equals
-            chosen.append(indices[np.argsort(-group_scores, kind="stable")[:budget]])
-        return Selection(indices=np.sort(np.concatenate(chosen)), scores=scores)
+        for indices, _ in context.groups():
+            scores[indices] = self._scores(embeddings[indices], probabilities[indices])
+        return keep_highest(context, scores)
 
     def _scores(self, embeddings: torch.Tensor, probabilities: torch.Tensor) -> np.ndarray:
         n = len(embeddings)

@@ -21,12 +21,11 @@ gradients come from `benchmark.gradients.gradient_norms` (torch.func, eval-mode 
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from benchmark.errors import UserError
 from benchmark.gradients import gradient_norms, last_layer_gradient_norms
-from benchmark.selection import Selection, SelectionContext, Selector, register
+from benchmark.selection import Selection, SelectionContext, Selector, keep_highest, register
 from benchmark.train import predict
 
 
@@ -56,7 +55,4 @@ class GraNd(Selector):
             else:
                 norms = gradient_norms(model, images, labels)
             total += norms.to(total.device, torch.float64)
-        scores = (total / self.repeats).cpu().numpy()
-        # highest scores per group; the stable sort keeps ties in pool order
-        chosen = [indices[np.argsort(-scores[indices], kind="stable")[:budget]] for indices, budget in context.groups()]
-        return Selection(indices=np.sort(np.concatenate(chosen)), scores=scores)
+        return keep_highest(context, (total / self.repeats).cpu().numpy())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.selection import Selection, SelectionContext, Selector, register
+from benchmark.selection import Selection, SelectionContext, Selector, keep_highest, register
 
 
 @register
@@ -28,10 +28,8 @@ class ModerateDS(Selector):
     def select(self, context: SelectionContext) -> Selection:
         embeddings = context.embeddings()
         scores = np.zeros(context.pool_size)
-        chosen = []
-        for indices, budget in context.groups():
+        for indices, _ in context.groups():
             group = embeddings[indices]
             distances = (group - group.mean(0)).norm(dim=1).double().cpu().numpy()
             scores[indices] = -np.abs(distances - np.median(distances))
-            chosen.append(indices[np.argsort(-scores[indices], kind="stable")[:budget]])
-        return Selection(indices=np.sort(np.concatenate(chosen)), scores=scores)
+        return keep_highest(context, scores)
