@@ -148,7 +148,7 @@ def _cmd_select(args) -> None:
     cache_dir = args.cache_dir or default_cache_dir()
     data, pool_indices = load_protocol_data(protocol, device=resolve_device(args.device), data_root=args.data_root,
                                             cache_dir=cache_dir)
-    selection, seconds, _ = select_coreset(selector=selector, data=data, protocol=protocol,
+    selection, seconds = select_coreset(selector=selector, data=data, protocol=protocol,
                                            fraction=args.fraction, seed=args.seed, cache_dir=cache_dir)
     write_json({"method": args.method, "method_params": selector.params(), "dataset": data.dataset,
                 "model": protocol.model, "fraction": args.fraction, "seed": args.seed,

@@ -66,7 +66,7 @@ def budget_for(pool_size: int, fraction: float) -> int:
 
 
 def select_coreset(*, selector: Selector, data: PoolData, protocol: Protocol, fraction: float, seed: int,
-                   cache_dir: Path, balance: bool = True) -> tuple[Selection, float, ProxyFeatures]:
+                   cache_dir: Path, balance: bool = True) -> tuple[Selection, float]:
     """Runs a selector on the pool and validates what it returns. Seconds exclude proxy training, which
     is shared by every method and cached."""
     features = ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
@@ -79,7 +79,7 @@ def select_coreset(*, selector: Selector, data: PoolData, protocol: Protocol, fr
     started = time.perf_counter()
     selection = selector.select(context)
     seconds = time.perf_counter() - started
-    return validate_selection(selection, context, selector.name), seconds, features
+    return validate_selection(selection, context, selector.name), seconds
 
 
 def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protocol, seed: int) -> dict:
@@ -120,7 +120,7 @@ def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolD
         log.info("exists, skipped (use --force to redo): %s", path)
         return json.loads(path.read_text()), False
 
-    selection, selection_seconds, _ = select_coreset(selector=selector, data=data, protocol=protocol,
+    selection, selection_seconds = select_coreset(selector=selector, data=data, protocol=protocol,
                                                      fraction=fraction, seed=seed, cache_dir=cache_dir)
     trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=seed)
     model = trained["model"]
