@@ -4,6 +4,7 @@ stderr and exit status 2; nothing is written for a run that failed."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
         group.add_argument("--eps", type=_numbers(float, 1 / 255), help="FGSM eps in 1/255 units, e.g. 1,2,4,8,16")
     group.add_argument("--proxy-epochs", type=int, help="epochs of the selection proxy")
     group.add_argument("--batch-size", type=int)
+    group.add_argument("--train-per-class", type=int, metavar="N",
+                       help="a seeded class-balanced subset: N training images per class (0: all)")
+    group.add_argument("--test-per-class", type=int, metavar="N", help="likewise for the test set")
     where = parser.add_argument_group("where things are")
     where.add_argument("--data-root", type=Path, help="directory holding (or receiving) CIFAR-10")
     where.add_argument("--cache-dir", type=Path, help="proxy and decoded-image cache "
@@ -61,7 +65,8 @@ def _protocol(args):
     from benchmark.protocol import preset
 
     overrides = {"dataset": args.dataset, "model": args.model, "proxy_epochs": args.proxy_epochs,
-                 "batch_size": args.batch_size}
+                 "batch_size": args.batch_size, "train_per_class": args.train_per_class,
+                 "test_per_class": args.test_per_class}
     for name in ("fractions", "seeds", "epochs", "lrs", "eps"):
         overrides[name] = getattr(args, name, None)
     return preset(args.preset).with_overrides(**overrides)
@@ -82,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_protocol_options(run, grid=True)
     run.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
     run.add_argument("--force", action="store_true", help="redo runs whose record exists")
+
+    sweep = verbs.add_parser("sweep", help="run a grid of methods x fractions x seeds; resumes after any kill",
+                             description="Expands the grid of the protocol for the given methods, skips runs "
+                             "whose record exists, resumes unfinished runs from their last epoch, and runs the rest "
+                             "here one at a time or as Ray tasks. Runs again after a kill finish the same records.")
+    sweep.add_argument("--methods", required=True, help="all, or a comma-separated list such as cal,random")
+    sweep.add_argument("--param", type=_param, action="append", default=[], metavar="METHOD.KEY=VALUE",
+                       help="a selector parameter for one method, e.g. grand.repeats=5 (repeatable)")
+    _add_protocol_options(sweep, grid=True)
+    sweep.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
+    sweep.add_argument("--force", action="store_true", help="redo every run of the grid from the start")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the grid, what is done and the proxies to train; run nothing")
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: one run at a time here; ray: each run a Ray task (1 GPU where there are GPUs)")
+    sweep.add_argument("--address", help="Ray cluster to join (e.g. auto); default: a new local Ray instance")
+    sweep.add_argument("--cpus-per-run", type=int, default=1, metavar="N",
+                       help="CPUs (torch threads) per Ray task on a cluster without GPUs (default 1)")
 
     select = verbs.add_parser("select", help="export the coreset a method chooses, as JSON",
                               description="Selects one coreset and writes its indices (into the pool and "
@@ -124,16 +147,99 @@ def _cmd_methods(args) -> None:
 
 
 def _cmd_run(args) -> None:
+    _sweep(args, [args.method], {args.method: dict(args.param)}, keep_going=False)
+
+
+def _cmd_sweep(args) -> None:
+    from benchmark.sweep import method_params, parse_methods
+
+    if args.executor != "ray" and args.address:
+        raise UserError("--address is for --executor ray; add --executor ray to use a Ray cluster")
+    if args.cpus_per_run < 1:
+        raise UserError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
+    methods = parse_methods(args.methods)
+    _sweep(args, methods, method_params(methods, args.param), keep_going=True, executor=args.executor,
+           dry_run=args.dry_run)
+
+
+def _sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: bool, executor: str = "local",
+           dry_run: bool = False) -> None:
+    """`run` is a sweep of one method that stops at its first failure; `sweep` reports failures at the end."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from benchmark.data import default_cache_dir
-    from benchmark.run import resolve_device, run_protocol
+    from benchmark.run import resolve_device
+    from benchmark.schema import SchemaError
     from benchmark.summary import markdown_table
+    from benchmark.sweep import Progress, existing_records, expand_grid, prepare_pending, run_local
 
     protocol = _protocol(args)
-    records = run_protocol(protocol=protocol, methods=[(args.method, dict(args.param))], out=args.out,
-                           cache_dir=args.cache_dir or default_cache_dir(), device=resolve_device(args.device),
-                           data_root=args.data_root, force=args.force)
-    print(markdown_table(records))
-    log.info("%d record(s) in %s", len(records), args.out)
+    cache_dir = args.cache_dir or default_cache_dir()
+    specs = expand_grid(protocol, methods, params, args.out)
+    try:
+        done = existing_records(specs)
+    except SchemaError as error:
+        more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+        raise UserError(f"damaged record(s) in {args.out}: {error.problems[0]}{more}; nothing was run: move them "
+                        f"out of the way to redo those runs (`benchmark validate {args.out}` lists all)") from None
+    if dry_run:
+        _print_dry_run(args, specs, done, protocol, methods, cache_dir)
+        return
+    pending = prepare_pending(specs, done, args.force)
+    if len(pending) < len(specs):
+        log.info("%d of %d run(s) already recorded in %s: skipped (--force redoes them)", len(specs) - len(pending),
+                 len(specs), args.out)
+    if pending:
+        device = resolve_device(args.device) if executor == "local" else None
+        progress = Progress(total=len(specs), done_before=len(specs) - len(pending), pending=pending)
+        log.info("%d of %d run(s) to do (%s executor), records in %s", len(pending), len(specs), executor, args.out)
+        try:
+            with logging_redirect_tqdm():
+                if executor == "ray":
+                    from benchmark.ray_executor import run_on_ray
+
+                    run_on_ray(pending, progress, protocol=protocol, cache_dir=cache_dir, data_root=args.data_root,
+                               address=args.address, cpus_per_run=args.cpus_per_run)
+                else:
+                    run_local(pending, progress, protocol=protocol, cache_dir=cache_dir, device=device,
+                              data_root=args.data_root, keep_going=keep_going)
+        finally:
+            progress.close()
+        log.info("%s; took %s", progress.summary(), progress.elapsed())
+        failures = progress.failures
+    else:
+        failures = []
+    records = [json.loads(spec.record.read_text()) for spec in specs if spec.record.exists()]
+    if records:
+        print(markdown_table(records))
+    log.info("%d of %d record(s) in %s", len(records), len(specs), args.out)
+    if failures:
+        for spec, reason in failures:
+            print(f"failed: {spec.label}: {reason}", file=sys.stderr)
+        raise UserError(f"{len(failures)} of {len(specs)} run(s) failed (listed above, each retried "
+                        f"{'once' if executor == 'ray' else 'never'}); the others are recorded: fix the cause and "
+                        f"run the same command again to do only those")
+
+
+def _print_dry_run(args, specs, done, protocol, methods, cache_dir) -> None:
+    from benchmark.proxy import ProxyFeatures
+    from benchmark.run import load_protocol_data, resolve_device
+    from benchmark.sweep import dry_run_report
+
+    pending = [spec for spec in specs if args.force or spec.record not in done]
+    cached = None
+    if any(spec.uses_proxy for spec in pending):
+        try:  # which proxies are cached depends on the data's contents: load it (on the CPU)
+            data, _ = load_protocol_data(protocol, device=resolve_device("cpu"), data_root=args.data_root,
+                                         cache_dir=cache_dir)
+            cached = {seed for seed in protocol.seeds
+                      if ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
+                                       lr=protocol.proxy_lr, batch_size=protocol.batch_size,
+                                       cache_dir=cache_dir).cached()}
+        except UserError as error:
+            log.warning("proxy cache not checked: %s", error)
+    print("\n".join(dry_run_report(specs, done, pending, protocol=protocol, methods=methods, out=args.out,
+                                   cached_proxy_seeds=cached)))
 
 
 def _cmd_select(args) -> None:
@@ -192,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-        {"run": _cmd_run, "select": _cmd_select, "methods": _cmd_methods, "leaderboard": _cmd_leaderboard,
-         "validate": _cmd_validate}[args.verb](args)
+        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "select": _cmd_select, "methods": _cmd_methods,
+                 "leaderboard": _cmd_leaderboard, "validate": _cmd_validate}
+        verbs[args.verb](args)
         return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -92,6 +92,16 @@ def stratified_split(labels: np.ndarray, num_classes: int, held_out: int, seed: 
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
+def dataset_name(spec: str) -> str:
+    """The name records carry for a dataset spec, known before loading it (an ImageFolder by its folder name:
+    records never hold local paths)."""
+    if spec in ("cifar10", "digits"):
+        return spec
+    if spec.startswith("imagefolder:"):
+        return f"imagefolder:{Path(spec.split(':', 1)[1]).expanduser().name}"
+    raise UserError(f"unknown dataset {spec!r}; use cifar10, digits or imagefolder:PATH")
+
+
 def load_dataset(spec: str, *, data_root: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None) -> ImageDataset:
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -176,7 +186,7 @@ def _imagefolder(root: Path, cache: Path, size: int = 32) -> ImageDataset:
         (images, labels), = tensors
         train, test = stratified_split(labels.numpy(), len(classes), round(0.2 * len(labels)), purpose="test-split")
         train_x, train_y, test_x, test_y = images[train], labels[train], images[test], labels[test]
-    return ImageDataset(f"imagefolder:{root.name}", train_x, train_y, test_x, test_y, tuple(classes),
+    return ImageDataset(dataset_name(f"imagefolder:{root}"), train_x, train_y, test_x, test_y, tuple(classes),
                         validation_size=round(0.1 * len(train_y)))
 
 

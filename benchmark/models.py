@@ -55,6 +55,24 @@ def _width(name: str) -> float | None:
     return int(match.group(1)) / 100 if match else None
 
 
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm
+
+
+def check_model_name(name: str, prefer_timm: bool = True) -> None:
+    """Fails at once, before any run starts, for a model `build_model` could not build."""
+    timm = _timm() if prefer_timm else None
+    if timm is not None:
+        if not timm.is_model(name):
+            raise UserError(f"unknown model {name!r}; use a timm model name such as mobilenetv2_100")
+    elif _width(name) is None:
+        raise UserError(f"model {name!r} needs timm; without it only mobilenetv2_NNN widths are available")
+
+
 def build_model(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, *, seed: int,
                 prefer_timm: bool = True) -> Classifier:
     """A fresh classifier initialised from `seed`, leaving the global torch RNG as it was."""
@@ -64,13 +82,9 @@ def build_model(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tens
 
 
 def _build(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, prefer_timm: bool) -> Classifier:
-    try:
-        import timm
-    except ImportError:
-        timm = None
-    if timm is not None and prefer_timm:
-        if not timm.is_model(name):
-            raise UserError(f"unknown model {name!r}; use a timm model name such as mobilenetv2_100")
+    check_model_name(name, prefer_timm)
+    timm = _timm() if prefer_timm else None
+    if timm is not None:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         if name.startswith("mobilenetv2"):
             model.conv_stem.stride = (1, 1)
@@ -79,8 +93,6 @@ def _build(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, p
         model.reset_classifier(0)  # the head lives in Classifier; the embedder ends at pre-logits
         return Classifier(_TimmEmbedder(model), head, mean, std)
     width = _width(name)
-    if width is None:
-        raise UserError(f"model {name!r} needs timm; without it only mobilenetv2_NNN widths are available")
     from torchvision.models import mobilenet_v2
 
     model = mobilenet_v2(weights=None, num_classes=num_classes, width_mult=width)

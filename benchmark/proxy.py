@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from benchmark.models import build_model
+from benchmark.records import write_torch
 from benchmark.seeding import derive_seed
 from benchmark.selection import ValidationOutputs
 from benchmark.train import TrainConfig, predict, prepare, train_model
@@ -37,13 +37,6 @@ class PoolData:
     test_labels: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
-
-
-def atomic_torch_save(value, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(value, temporary)
-    os.replace(temporary, path)
 
 
 class ProxyFeatures:
@@ -72,8 +65,8 @@ class ProxyFeatures:
                             seed=derive_seed(seed, "proxy-init"))
         model = prepare(model, data.pool_images.device)
         path = self._cache_file(seed, epochs)
-        if path.exists():
-            stored = torch.load(path, map_location=data.pool_images.device)
+        stored = self._load(path)
+        if stored is not None:
             model.load_state_dict(stored["state_dict"])
             log.info("%s: loaded from the cache (%s)", desc, path.name)
             return model.eval(), path, stored
@@ -82,9 +75,32 @@ class ProxyFeatures:
         log.info("%s: training %s for %d epochs on %d pool images (seed %d)", desc, self.model_name, epochs,
                  len(data.pool_images), seed)
         config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)
-        train_model(model, data.pool_images, data.pool_labels, config, seed=seed, purpose="proxy-train", desc=desc)
+        train_model(model, data.pool_images, data.pool_labels, config, seed=seed, purpose="proxy-train", desc=desc,
+                    checkpoint=self._checkpoint(path))
         self.trained += 1
         return model, path, None
+
+    def _load(self, path: Path) -> dict | None:
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location=self.data.pool_images.device)
+        except Exception as error:  # cache entries are written atomically; this is outside damage
+            log.warning("cached proxy %s is unreadable (%s); training it again", path, error)
+            return None
+
+    def cached(self) -> bool:
+        """Whether the shared proxy is in the cache already (the sweep's dry run counts those to train)."""
+        return self._cache_file(self.seed, self.epochs).exists()
+
+    @staticmethod
+    def _checkpoint(path: Path) -> Path:
+        """Where a proxy's training resumes from after a kill; gone once the proxy is in the cache."""
+        return path.with_name(path.stem + ".checkpoint.pt")
+
+    def _store(self, value: dict, path: Path) -> None:
+        write_torch(value, path)
+        self._checkpoint(path).unlink(missing_ok=True)
 
     def _ensure_outputs(self) -> dict:
         if self._outputs is None:
@@ -94,7 +110,7 @@ class ProxyFeatures:
                 val_logits, val_embeddings = predict(model, self.data.val_images, embed=True)
                 outputs = {"embeddings": embeddings, "probabilities": logits.softmax(1),
                            "val_embeddings": val_embeddings, "val_probabilities": val_logits.softmax(1)}
-                atomic_torch_save({"state_dict": model.state_dict(), "outputs": outputs}, path)
+                self._store({"state_dict": model.state_dict(), "outputs": outputs}, path)
             else:
                 outputs = stored["outputs"]
             self._outputs = outputs
@@ -119,6 +135,6 @@ class ProxyFeatures:
             seed = derive_seed(self.seed, f"proxy-{i}")
             model, path, stored = self._model(seed, epochs, f"proxy {i + 1}/{count}")
             if stored is None:
-                atomic_torch_save({"state_dict": model.state_dict()}, path)
+                self._store({"state_dict": model.state_dict()}, path)
             models.append(model)
         return models

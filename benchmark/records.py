@@ -1,5 +1,5 @@
-"""Run records: one JSON file per run, written atomically (temporary file, then rename), so a killed
-run leaves either the whole record or none."""
+"""Run records: one JSON file per run, written atomically (temporary file, fsync, then rename), so a
+killed run leaves either the whole record or none. Every other file the harness writes goes the same way."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def indices_sha256(indices: np.ndarray) -> str:
     return hashlib.sha256(np.sort(np.asarray(indices, dtype=np.int64)).tobytes()).hexdigest()
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # what open() would give; mkstemp's own 0600 would hide records from a shared group
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -41,6 +50,7 @@ def _atomic_write(path: Path, write) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -53,6 +63,11 @@ def write_json(value: dict, path: Path) -> None:
 
 def write_arrays(path: Path, **arrays: np.ndarray) -> None:
     _atomic_write(Path(path), lambda stream: np.savez_compressed(stream, **arrays))
+
+
+def write_torch(value, path: Path) -> None:
+    """torch.save, atomically: checkpoints and cached proxies are whole or absent after a kill."""
+    _atomic_write(Path(path), lambda stream: torch.save(value, stream))
 
 
 def environment(device: torch.device) -> dict:

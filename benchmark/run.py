@@ -1,19 +1,20 @@
-"""One run: dataset -> proxy -> selector -> trainer -> attacks -> record. Keyword-only entry points that
-return records; the CLI is a thin layer over `run_protocol` and `select_coreset`."""
+"""One run: dataset -> proxy -> selector -> trainer -> attacks -> record. `run_one` does a run from its
+`RunSpec` and resumes one that was killed; `benchmark.sweep` runs grids of them."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.attacks import fgsm_robustness
-from benchmark.data import ImageDataset, load_dataset, stratified_split
+from benchmark.data import ImageDataset, dataset_name, load_dataset, stratified_split
 from benchmark.errors import UserError
 from benchmark.models import build_model
 from benchmark.protocol import Protocol
@@ -82,9 +83,11 @@ def select_coreset(*, selector: Selector, data: PoolData, protocol: Protocol, fr
     return validate_selection(selection, context, selector.name), seconds
 
 
-def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protocol, seed: int) -> dict:
+def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protocol, seed: int,
+                       checkpoints: Path | None = None) -> dict:
     """Final training on the coreset, once per learning rate; the lr with the best validation accuracy
-    is kept and its final-epoch model is evaluated on the test set (never used to choose anything)."""
+    is kept and its final-epoch model is evaluated on the test set (never used to choose anything).
+    With `checkpoints` (a directory), each training checkpoints there every epoch and resumes from it."""
     indices = torch.as_tensor(selection.indices, device=data.pool_images.device)
     images, labels = data.pool_images[indices], data.pool_labels[indices]
     weights = None if selection.weights is None else torch.as_tensor(selection.weights, dtype=torch.float32,
@@ -92,13 +95,14 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
     started = time.perf_counter()
     best = None
     grid = []
-    for lr in protocol.lrs:
+    for i, lr in enumerate(protocol.lrs):
         config = TrainConfig(epochs=protocol.epochs, lr=lr, batch_size=protocol.batch_size,
                              momentum=protocol.momentum, nesterov=protocol.nesterov,
                              weight_decay=protocol.weight_decay)
         model = build_model(protocol.model, data.num_classes, data.mean, data.std, seed=derive_seed(seed, "init"))
         model = train_model(model.to(images.device), images, labels, config, seed=seed, purpose="training",
-                            desc=f"train lr={lr:g}", sample_weights=weights)
+                            desc=f"train lr={lr:g}", sample_weights=weights,
+                            checkpoint=checkpoints / f"lr{i}.pt" if checkpoints else None)
         val_accuracy = accuracy(model, data.val_images, data.val_labels)
         grid.append({"lr": lr, "validation_accuracy": val_accuracy})
         if best is None or val_accuracy > best[1]:
@@ -108,25 +112,76 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
             "validation_accuracy": val_accuracy, "lr_grid": grid}
 
 
-def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
-            fraction: float, seed: int, out: Path, cache_dir: Path, force: bool = False) -> tuple[dict, bool]:
-    """One run; returns (record, whether it was computed now). An existing record is reused unless
-    `force`. The record is written last, so a killed run leaves no record and is redone on resume."""
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of a grid: a selector with its parameters, at one fraction and seed, recorded at `record`."""
+
+    method: str
+    params: dict
+    fraction: float
+    seed: int
+    record: Path
+    uses_proxy: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} f{self.fraction:g} s{self.seed}"
+
+    @property
+    def partial(self) -> Path:
+        """The run's state while it is unfinished (its selection, training checkpoints); removed at the end."""
+        return self.record.parent / PARTIAL_DIR / self.record.stem
+
+
+PARTIAL_DIR = ".partial"
+
+
+def run_spec(*, method: str, params: dict, protocol: Protocol, fraction: float, seed: int, out: Path) -> RunSpec:
     selector = create_selector(method, params)
     key = protocol.key(method, selector.params())
-    path = record_path(out, method=method, dataset=data.dataset, model=protocol.model, fraction=fraction,
-                       seed=seed, key=key)
-    if path.exists() and not force:
-        log.info("exists, skipped (use --force to redo): %s", path)
-        return json.loads(path.read_text()), False
+    path = record_path(out, method=method, dataset=dataset_name(protocol.dataset), model=protocol.model,
+                       fraction=fraction, seed=seed, key=key)
+    return RunSpec(method, selector.params(), fraction, seed, path, selector.uses_proxy)
 
-    selection, selection_seconds = select_coreset(selector=selector, data=data, protocol=protocol,
-                                                     fraction=fraction, seed=seed, cache_dir=cache_dir)
-    trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=seed)
+
+def _saved_selection(spec: RunSpec, *, selector: Selector, data: PoolData, protocol: Protocol,
+                     cache_dir: Path) -> tuple[Selection, float]:
+    """The run's selection: made once and kept in its partial state, so a resumed run trains on the same one."""
+    saved = spec.partial / "selection.npz"
+    if saved.exists():
+        try:
+            with np.load(saved) as stored:
+                optional = {name: stored[name] for name in ("weights", "scores") if name in stored.files}
+                return Selection(stored["indices"], **optional), float(stored["seconds"])
+        except Exception as error:  # written atomically: only outside damage gets here
+            log.warning("saved selection %s is unreadable (%s); selecting again", saved, error)
+    selection, seconds = select_coreset(selector=selector, data=data, protocol=protocol, fraction=spec.fraction,
+                                        seed=spec.seed, cache_dir=cache_dir)
+    optional = {name: value for name, value in (("weights", selection.weights), ("scores", selection.scores))
+                if value is not None}
+    write_arrays(saved, indices=selection.indices, seconds=np.float64(seconds), **optional)
+    return selection, seconds
+
+
+def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
+            cache_dir: Path) -> dict:
+    """Selects, trains, attacks and writes the record. Everything on the way is saved under `spec.partial`
+    (the selection, a checkpoint per epoch), so a killed run resumes where it was; the record is written
+    last and the partial state is removed after it."""
+    selector = create_selector(spec.method, spec.params)
+    try:
+        selection, selection_seconds = _saved_selection(spec, selector=selector, data=data, protocol=protocol,
+                                                        cache_dir=cache_dir)
+        trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=spec.seed,
+                                     checkpoints=spec.partial)
+    except UserError:
+        remove_partial(spec)  # bad input fails the same way every time: nothing of it is worth keeping
+        raise
     model = trained["model"]
     clean = accuracy(model, data.test_images, data.test_labels)
     attacks = fgsm_robustness(model, data.test_images, data.test_labels, list(protocol.eps))
 
+    path = spec.record
     artifact = path.with_name(path.stem + ".selection.npz")
     arrays = {"pool_indices": selection.indices, "train_indices": pool_indices[selection.indices]}
     if selection.weights is not None:
@@ -136,15 +191,15 @@ def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolD
     write_arrays(artifact, **arrays)
     record = {
         "schema": SCHEMA,
-        "method": method,
-        "method_params": selector.params(),
+        "method": spec.method,
+        "method_params": spec.params,
         "paper": selector.paper,
         "dataset": data.dataset,
         "model": protocol.model,
         "preset": protocol.preset,
         "protocol": {"dataset": data.dataset, **protocol.settings()},
-        "fraction": fraction,
-        "seed": seed,
+        "fraction": spec.fraction,
+        "seed": spec.seed,
         "budget": int(len(selection.indices)),
         "pool_size": int(len(data.pool_labels)),
         "selection": {"indices_sha256": indices_sha256(selection.indices), "seconds": selection_seconds,
@@ -160,24 +215,13 @@ def run_one(*, method: str, params: dict | None, protocol: Protocol, data: PoolD
         "created": now(),
     }
     write_json(record, path)
-    log.info("%s fraction %g seed %d: clean %.2f%%, FGSM %s -> %s", method, fraction, seed, 100 * clean,
-             ", ".join(f"{a['eps'] * 255:g}/255 {100 * a['accuracy']:.1f}%" for a in attacks), path.name)
-    return record, True
+    remove_partial(spec)
+    return record
 
 
-def run_protocol(*, protocol: Protocol, methods: list[tuple[str, dict]], out: Path, cache_dir: Path,
-                 device: torch.device, data_root: Path | None = None, force: bool = False) -> list[dict]:
-    """Every method x fraction x seed of the protocol (a `whole_pool` method runs once per seed)."""
-    # every method is created before any data is loaded, so a bad name or parameter fails at once
-    selectors = [(name, create_selector(name, protocol.method_params(name, params))) for name, params in methods]
-    data, pool_indices = load_protocol_data(protocol, device=device, data_root=data_root, cache_dir=cache_dir)
-    records = []
-    for name, selector in selectors:
-        fractions = (1.0,) if selector.whole_pool else protocol.fractions
-        for seed in protocol.seeds:
-            for fraction in fractions:
-                record, _ = run_one(method=name, params=selector.params(), protocol=protocol, data=data,
-                                    pool_indices=pool_indices, fraction=fraction, seed=seed, out=out,
-                                    cache_dir=cache_dir, force=force)
-                records.append(record)
-    return records
+def remove_partial(spec: RunSpec) -> None:
+    shutil.rmtree(spec.partial, ignore_errors=True)
+    try:
+        spec.partial.parent.rmdir()  # the last run out leaves no empty .partial behind
+    except OSError:
+        pass

@@ -4,15 +4,21 @@ applied to whole batches at once. channels_last everywhere; bf16 autocast on CUD
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.seeding import torch_generator
+from benchmark.records import write_torch
+from benchmark.seeding import derive_seed, torch_generator
+
+log = logging.getLogger("benchmark")
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,15 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, *,
-                seed: int, purpose: str, desc: str = "train", sample_weights: torch.Tensor | None = None) -> nn.Module:
+                seed: int, purpose: str, desc: str = "train", sample_weights: torch.Tensor | None = None,
+                checkpoint: Path | None = None) -> nn.Module:
     """SGD (Nesterov momentum, weight decay) with a per-step cosine schedule. `images` are uint8 on the
     device the model is on; the batch order and the augmentation draw from seeds derived from `seed`.
-    `sample_weights` (from weighted selectors) scale each image's loss; they are normalised to mean 1."""
+    `sample_weights` (from weighted selectors) scale each image's loss; they are normalised to mean 1.
+
+    With `checkpoint`, the whole training state is saved there (atomically) after every epoch, and a
+    checkpoint found there at the start is resumed from: on CPU the result is bitwise the same as an
+    uninterrupted training. The caller deletes the file once it has what it needs."""
     device = images.device
     model = prepare(model, device)
     generator = torch_generator(seed, purpose, device="cpu")
@@ -68,23 +79,58 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * batches_per_epoch)
     if sample_weights is not None:
         sample_weights = sample_weights * (len(sample_weights) / sample_weights.sum())
-    model.train()
-    for _ in tqdm(range(config.epochs), desc=desc, unit="epoch", leave=False, disable=None):
-        order = torch.randperm(len(images), generator=generator).to(device)
-        # near-equal batches: never a final batch of one image, which batch norm cannot train on
-        for batch in torch.tensor_split(order, batches_per_epoch):
-            x = to_float(images[batch])
-            if config.augment:
-                x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
-                losses = F.cross_entropy(model(x), labels[batch], reduction="none")
-                loss = losses.mean() if sample_weights is None else (losses * sample_weights[batch]).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    identity = {"config": dataclasses.asdict(config), "images": len(images), "seed": seed, "purpose": purpose}
+    cuda = [device] if device.type == "cuda" else []
+    # layers that draw from the global RNG (dropout, drop-path) get a stream of their own, saved with the rest
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(derive_seed(seed, f"{purpose}/global"))
+        start = _resume(checkpoint, identity, model, optimizer, schedule, generator, cuda) if checkpoint else 0
+        model.train()
+        for epoch in tqdm(range(start, config.epochs), desc=desc, unit="epoch", leave=False, disable=None,
+                          initial=start, total=config.epochs):
+            order = torch.randperm(len(images), generator=generator).to(device)
+            # near-equal batches: never a final batch of one image, which batch norm cannot train on
+            for batch in torch.tensor_split(order, batches_per_epoch):
+                x = to_float(images[batch])
+                if config.augment:
+                    x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
+                with _autocast(device):
+                    losses = F.cross_entropy(model(x), labels[batch], reduction="none")
+                    loss = losses.mean() if sample_weights is None else (losses * sample_weights[batch]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+            if checkpoint:
+                write_torch({**identity, "epoch": epoch + 1, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                             "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                             "cuda_rng": [torch.cuda.get_rng_state(d) for d in cuda]}, checkpoint)
     model.eval()
     return model
+
+
+def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, generator, cuda) -> int:
+    """Loads a training checkpoint into the live objects; returns the number of epochs it had done."""
+    if not checkpoint.exists():
+        return 0
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # written atomically, so only outside damage gets here: start afresh
+        log.warning("checkpoint %s is unreadable (%s); training from the start", checkpoint, error)
+        return 0
+    if {key: state.get(key) for key in identity} != identity:
+        log.warning("checkpoint %s belongs to other settings; training from the start", checkpoint)
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["rng"])
+    for device, rng in zip(cuda, state["cuda_rng"]):
+        torch.cuda.set_rng_state(rng, device)
+    log.info("resumed from %s after epoch %d of %d", checkpoint.name, state["epoch"], identity["config"]["epochs"])
+    return state["epoch"]
 
 
 @torch.no_grad()

@@ -52,3 +52,60 @@ def test_sample_weights_change_the_result():
     models = [train_model(build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1), images, labels,
                           config, seed=5, purpose="t", sample_weights=w) for w in (None, weights)]
     assert not torch.equal(models[0].head.weight, models[1].head.weight)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_training_interrupted_after_any_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import benchmark.train as train
+
+    images, labels = _blobs(32)
+    config = TrainConfig(epochs=3, lr=0.05, batch_size=8)
+    # dropout draws from the global RNG, so resuming must restore that stream too
+    fresh = lambda: build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1)  # noqa: E731
+
+    def with_dropout():
+        torch.manual_seed(0)  # the extra layer's initialisation
+        return torch.nn.Sequential(fresh(), torch.nn.Dropout(0.5), torch.nn.Linear(2, 2))
+
+    for name, build in (("plain", fresh), ("dropout", with_dropout)):
+        reference = train_model(build(), images, labels, config, seed=5, purpose="t").state_dict()
+        for stop_after in (1, 2):
+            checkpoint = tmp_path / f"{name}-{stop_after}.pt"
+            saved = []
+            real_write = train.write_torch
+
+            def write_then_die(value, path, stop_after=stop_after, saved=saved, real_write=real_write):
+                real_write(value, path)
+                saved.append(value["epoch"])
+                if value["epoch"] == stop_after:
+                    raise _Killed
+
+            monkeypatch.setattr(train, "write_torch", write_then_die)
+            try:
+                train_model(build(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint)
+            except _Killed:
+                pass
+            monkeypatch.setattr(train, "write_torch", real_write)
+            torch.manual_seed(12345)  # whatever the global RNG holds now must not matter
+            resumed = train_model(build(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint)
+            assert saved == list(range(1, stop_after + 1))
+            assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
+            assert all(torch.equal(p, q) for p, q in zip(reference.values(), resumed.state_dict().values()))
+
+
+def test_a_damaged_or_foreign_checkpoint_means_training_from_the_start(tmp_path):
+    images, labels = _blobs(16)
+    config = TrainConfig(epochs=1, lr=0.05, batch_size=8)
+    fresh = lambda: build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1)  # noqa: E731
+    reference = train_model(fresh(), images, labels, config, seed=5, purpose="t").state_dict()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(b"PK\x03\x04 not a whole file")
+    foreign = tmp_path / "foreign.pt"
+    train_model(fresh(), images, labels, TrainConfig(epochs=1, lr=0.5, batch_size=8), seed=5, purpose="t",
+                checkpoint=foreign)
+    for checkpoint in (truncated, foreign):
+        model = train_model(fresh(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint)
+        assert all(torch.equal(p, q) for p, q in zip(reference.values(), model.state_dict().values()))

@@ -1,0 +1,120 @@
+"""`sweep --executor ray`: each run of a sweep is a Ray task, on a local Ray instance or on a cluster
+(`--address auto`). Ray does the scheduling; we only say what each task needs and what depends on what.
+
+- A task asks for one GPU where the cluster has GPUs, else `cpus_per_run` CPUs (torch uses that many
+  threads). It loads the data itself, writes its record to the shared `--out`, and its partial state
+  beside it, so a task that is retried (or a sweep run again) resumes from its last epoch.
+- The shared proxy of each seed is one task of its own, and every run that uses it depends on it: it is
+  trained once, not once per method.
+- A failed task is retried once (Ray's `max_retries` with `retry_exceptions`), then reported.
+- `--out` and `--cache-dir` must be on a file system every node sees, and every node needs this package.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from benchmark.errors import UserError
+from benchmark.protocol import Protocol
+from benchmark.proxy import ProxyFeatures
+from benchmark.run import RunSpec, load_protocol_data, resolve_device, run_one
+from benchmark.sweep import Progress
+
+log = logging.getLogger("benchmark")
+POLL_SECONDS = 10  # how often the progress line is refreshed while no task finishes
+
+_loaded: dict[tuple, tuple] = {}  # per worker process: the data of the last protocol it ran
+
+
+def _data(protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: int):
+    """This worker's data for `protocol`, loaded once per worker (Ray reuses worker processes)."""
+    torch.set_num_threads(threads)
+    device = resolve_device("auto")  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
+    key = (protocol.dataset, protocol.train_per_class, protocol.test_per_class, str(device), str(data_root),
+           str(cache_dir))
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = load_protocol_data(protocol, device=device, data_root=data_root, cache_dir=cache_dir)
+    return _loaded[key]
+
+
+def _proxy_task(protocol: Protocol, seed: int, cache_dir: Path, data_root: Path | None, threads: int) -> int:
+    data, _ = _data(protocol, cache_dir, data_root, threads)
+    features = ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
+                             lr=protocol.proxy_lr, batch_size=protocol.batch_size, cache_dir=cache_dir)
+    features.embeddings()  # trains and caches it, or finds it cached
+    return seed
+
+
+def _run_task(spec: RunSpec, protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: int,
+              proxy_seed: int | None) -> dict:
+    # proxy_seed is the proxy task's result: Ray starts this task only after the proxy is in the cache
+    data, pool_indices = _data(protocol, cache_dir, data_root, threads)
+    return run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir)
+
+
+def failure_reason(error: Exception) -> str:
+    """One line for a task's failure: the selector's or the harness's own message where there is one."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, UserError):
+        text = str(cause)
+    elif isinstance(cause, BaseException):
+        text = f"{type(cause).__name__}: {cause}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,
+               data_root: Path | None, address: str | None, cpus_per_run: int) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray: pip install 'coreset-bench[ray]' (or pip install ray)") from None
+    started_here = not ray.is_initialized()
+    try:
+        # a new local instance gets no dashboard; an existing cluster keeps its own settings
+        extra = {} if address else {"include_dashboard": False}
+        ray.init(address=address, logging_level=logging.WARNING, **extra)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        raise UserError(f"cannot reach a Ray cluster at {address!r} ({failure_reason(error)}); start one with "
+                        f"`ray start --head`, or leave out --address for a local Ray instance") from None
+    try:
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if gpus == 0 and cpus_per_run > resources.get("CPU", 0):
+            raise UserError(f"--cpus-per-run {cpus_per_run} is more than the cluster's {int(resources.get('CPU', 0))} "
+                            f"CPUs: no run could ever start")
+        need = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_gpus": 0, "num_cpus": cpus_per_run}
+        progress.slots = gpus or int(resources.get("CPU", 1) // cpus_per_run)
+        options = {**need, "max_retries": 1, "retry_exceptions": True}
+        proxy_task = ray.remote(_proxy_task).options(**options)
+        run_task = ray.remote(_run_task).options(**options)
+        threads = 1 if gpus else cpus_per_run
+        log.info("Ray: %s; each run asks for %s", ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items())
+                                                           if k in ("CPU", "GPU")),
+                 "1 GPU" if gpus else f"{cpus_per_run} CPU(s)")
+        proxies = {seed: proxy_task.remote(protocol, seed, cache_dir, data_root, threads)
+                   for seed in sorted({spec.seed for spec in pending if spec.uses_proxy})}
+        tasks = {}
+        for spec in pending:
+            tasks[run_task.remote(spec, protocol, cache_dir, data_root, threads,
+                                  proxies.get(spec.seed) if spec.uses_proxy else None)] = spec
+            progress.start(spec)
+        while tasks:
+            ready, _ = ray.wait(list(tasks), num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                spec = tasks.pop(ref)
+                try:
+                    progress.finish(spec, ray.get(ref))
+                except ray.exceptions.RayError as error:
+                    progress.finish(spec, None, failure_reason(error))
+            if not ready:
+                progress.refresh()
+    finally:
+        if started_here:
+            ray.shutdown()
