@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import torch
@@ -69,6 +70,18 @@ def failure_reason(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _check_reachable(address: str | None, seconds: float = 5.0) -> None:
+    """Ray keeps retrying an address where nothing listens for minutes; a HOST:PORT is probed first."""
+    if not address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except (OSError, ValueError) as error:
+        raise UserError(f"no Ray cluster answers at {address} ({error}); start one with `ray start --head` and pass "
+                        f"its address, or leave out --address for a local Ray instance") from None
+
+
 def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,
                data_root: Path | None, address: str | None, cpus_per_run: int) -> None:
     try:
@@ -76,6 +89,7 @@ def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol
     except ImportError:
         raise UserError("--executor ray needs Ray: pip install 'coreset-bench[ray]' (or pip install ray)") from None
     started_here = not ray.is_initialized()
+    _check_reachable(address)
     try:
         # a new local instance gets no dashboard; an existing cluster keeps its own settings
         extra = {} if address else {"include_dashboard": False}

@@ -188,7 +188,6 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         arrays["weights"] = selection.weights
     if selection.scores is not None:
         arrays["scores"] = selection.scores
-    write_arrays(artifact, **arrays)
     record = {
         "schema": SCHEMA,
         "method": spec.method,
@@ -214,6 +213,7 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         "environment": environment(data.pool_images.device),
         "created": now(),
     }
+    write_arrays(artifact, **arrays)  # the record is complete before anything is written; the record goes last
     write_json(record, path)
     remove_partial(spec)
     return record

@@ -251,9 +251,11 @@ _discovered = False
 
 def register(cls: type[Selector]) -> type[Selector]:
     """Class decorator: makes a selector available under `cls.name`."""
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__qualname__} needs a class attribute `name`")
+    for attribute in ("name", "paper"):  # the leaderboard cites the paper of every method it ranks
+        value = getattr(cls, attribute, None)
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"selector {cls.__qualname__} needs a class attribute `{attribute}` (a non-empty string)")
+    name = cls.name
     if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
         warnings.warn(f"selector {name!r} registered twice; {cls.__module__}.{cls.__qualname__} replaces "
                       f"{_REGISTRY[name].__module__}.{_REGISTRY[name].__qualname__}", stacklevel=2)
@@ -273,11 +275,10 @@ def _discover() -> None:
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry_point.load()
+            if isinstance(loaded, type) and issubclass(loaded, Selector):
+                register(loaded)
         except Exception as error:  # a broken plug-in must not take the benchmark down with it
             warnings.warn(f"selector plug-in {entry_point.name!r} failed to load: {error}", stacklevel=2)
-            continue
-        if isinstance(loaded, type) and issubclass(loaded, Selector):
-            register(loaded)
 
 
 def available_selectors() -> dict[str, type[Selector]]:

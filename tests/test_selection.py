@@ -67,6 +67,16 @@ def test_parameters_are_typed_and_checked():
         del sel._REGISTRY["knobs-test"]
 
 
+def test_a_selector_without_a_paper_is_refused_at_registration():
+    @dataclasses.dataclass(frozen=True)
+    class Unsourced(sel.Selector):
+        name: ClassVar[str] = "unsourced-test"
+
+    with pytest.raises(TypeError, match="needs a class attribute `paper`"):
+        sel.register(Unsourced)
+    assert "unsourced-test" not in sel._REGISTRY
+
+
 def test_entry_point_plugins_are_discovered(monkeypatch):
     @dataclasses.dataclass(frozen=True)
     class Plugged(sel.Selector):
