@@ -168,6 +168,7 @@ def _sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: boo
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from benchmark.data import default_cache_dir
+    from benchmark.records import ensure_writable
     from benchmark.run import resolve_device
     from benchmark.schema import SchemaError
     from benchmark.summary import markdown_table
@@ -180,11 +181,12 @@ def _sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: boo
         done = existing_records(specs)
     except SchemaError as error:
         more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
-        raise UserError(f"damaged record(s) in {args.out}: {error.problems[0]}{more}; nothing was run: move them "
-                        f"out of the way to redo those runs (`benchmark validate {args.out}` lists all)") from None
+        raise UserError(f"{error.problems[0]}{more}; nothing was run: move the damaged record(s) out of {args.out} "
+                        f"to redo those runs") from None
     if dry_run:
         _print_dry_run(args, specs, done, protocol, methods, cache_dir)
         return
+    ensure_writable(args.out)
     pending = prepare_pending(specs, done, args.force)
     if len(pending) < len(specs):
         log.info("%d of %d run(s) already recorded in %s: skipped (--force redoes them)", len(specs) - len(pending),

@@ -52,9 +52,30 @@ def _atomic_write(path: Path, write) -> None:
             os.fsync(stream.fileno())
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error  # name the file
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable(directory: Path) -> None:
+    """Fails before any work when records could not be written there (read-only, no permission, full)."""
+    from benchmark.errors import UserError
+
+    existing = Path(directory).absolute()
+    while not existing.exists():  # probe where the folder would be made, without making it yet
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a directory", str(existing))
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UserError(f"cannot write records to {directory}: {error.strerror or error}; pass a writable "
+                        f"--out") from None
 
 
 def write_json(value: dict, path: Path) -> None:

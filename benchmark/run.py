@@ -177,6 +177,9 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
     except UserError:
         remove_partial(spec)  # bad input fails the same way every time: nothing of it is worth keeping
         raise
+    except BaseException:
+        _remove_if_empty(spec.partial, spec.partial.parent)  # what was saved stays for the resume; empty folders do not
+        raise
     model = trained["model"]
     clean = accuracy(model, data.test_images, data.test_labels)
     attacks = fgsm_robustness(model, data.test_images, data.test_labels, list(protocol.eps))
@@ -221,7 +224,12 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
 
 def remove_partial(spec: RunSpec) -> None:
     shutil.rmtree(spec.partial, ignore_errors=True)
-    try:
-        spec.partial.parent.rmdir()  # the last run out leaves no empty .partial behind
-    except OSError:
-        pass
+    _remove_if_empty(spec.partial.parent)  # the last run out leaves no empty .partial behind
+
+
+def _remove_if_empty(*folders: Path) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or not there
+            pass

@@ -179,7 +179,12 @@ class SelectionContext:
     # --- proxy outputs (lazy, cached) -------------------------------------------------------------
     def _cached(self, key: str, compute):
         if key not in self._cache:
-            self._cache[key] = compute()
+            value = compute()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+                # a diverged proxy: no selector can mean anything by NaN distances or scores
+                raise UserError(f"the proxy's {key} contain NaN or infinite values (its training diverged): lower "
+                                f"the proxy's learning rate or batch size, then run again")
+            self._cache[key] = value
         return self._cache[key]
 
     def embeddings(self) -> torch.Tensor:
