@@ -87,7 +87,7 @@ class Progress:
     finished: int = 0
     failures: list[tuple[RunSpec, str]] = field(default_factory=list)
     in_flight: set = field(default_factory=set)
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: time.monotonic())
 
     def __post_init__(self):
         self._work_done = 0.0

@@ -4,10 +4,8 @@
 #   scripts/publish_cpu_leaderboard.sh ../shared/data/cifar10-jpeg
 set -euo pipefail
 data=${1:?usage: $0 CIFAR10_IMAGEFOLDER}
-methods=$(python -m benchmark methods | awk '/^[a-z_]+ /{print $1}')
-for method in $methods; do
-  python -m benchmark run --method "$method" --preset cifar10-cpu --dataset "imagefolder:$data" --out results/cifar10-cpu
-done
+# resumable: run it again after an interruption and it finishes the same records
+python -m benchmark sweep --methods all --preset cifar10-cpu --dataset "imagefolder:$data" --out results/cifar10-cpu
 mkdir -p submissions/cifar10-cpu
 cp results/cifar10-cpu/*.json submissions/cifar10-cpu/
 python -m benchmark validate submissions
