@@ -59,6 +59,9 @@ def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
     where.add_argument("--cache-dir", type=Path, help="proxy and decoded-image cache "
                        "(default $CORESET_BENCH_CACHE or ~/.cache/coreset-bench)")
     where.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    if grid:
+        where.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
+        where.add_argument("--force", action="store_true", help="redo every run, from the start, records or not")
 
 
 def _protocol(args):
@@ -85,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                      help="a selector parameter (repeatable)")
     _add_protocol_options(run, grid=True)
-    run.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
-    run.add_argument("--force", action="store_true", help="redo runs whose record exists")
 
     sweep = verbs.add_parser("sweep", help="run a grid of methods x fractions x seeds; resumes after any kill",
                              description="Expands the grid of the protocol for the given methods, skips runs "
@@ -96,8 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--param", type=_param, action="append", default=[], metavar="METHOD.KEY=VALUE",
                        help="a selector parameter for one method, e.g. grand.repeats=5 (repeatable)")
     _add_protocol_options(sweep, grid=True)
-    sweep.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
-    sweep.add_argument("--force", action="store_true", help="redo every run of the grid from the start")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the grid, what is done and the proxies to train; run nothing")
     sweep.add_argument("--executor", choices=("local", "ray"), default="local",
