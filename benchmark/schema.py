@@ -320,8 +320,8 @@ def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: 
     try:
         record = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
-        problems.append(f"{path}: not valid JSON (truncated?): {error.msg} at line {error.lineno} "
-                        f"column {error.colno}")
+        problems.append(f"{path}: not valid JSON (truncated?): {error.msg} (line {error.lineno}, "
+                        f"column {error.colno})")
         return
     except (ValueError, RecursionError) as error:
         problems.append(f"{path}: not valid JSON: {error}")
