@@ -90,11 +90,14 @@ class Progress:
     started: float = field(default_factory=lambda: time.monotonic())
 
     def __post_init__(self):
+        self._pace_from = None  # the first run's start: loading data and starting Ray do not count in the pace
         self._work_done = 0.0
         self._work_left = sum(spec.fraction for spec in self.pending)
         self._bar = tqdm(total=len(self.pending), desc="sweep", unit="run", disable=None, leave=False)
 
     def start(self, spec: RunSpec) -> None:
+        if self._pace_from is None:
+            self._pace_from = time.monotonic()
         self.in_flight.add(spec.record)
         self.refresh()
 
@@ -126,7 +129,7 @@ class Progress:
     def eta(self) -> str:
         if not self._work_done:
             return "time left estimated after the first run"
-        seconds = (time.monotonic() - self.started) / self._work_done * max(self._work_left, 0.0)
+        seconds = (time.monotonic() - self._pace_from) / self._work_done * max(self._work_left, 0.0)
         return f"about {format_duration(seconds)} left"
 
     def elapsed(self) -> str:

@@ -86,6 +86,7 @@ def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeyp
     monkeypatch.setattr("benchmark.sweep.time.monotonic", lambda: clock[0])
     specs = expand_grid(PROTOCOL, ["random"], {}, __import__("pathlib").Path("/nowhere"))  # fractions .1 .5 .1 .5
     progress = Progress(total=5, done_before=1, pending=specs)
+    clock[0] += 30  # loading the data: not part of the pace
     progress.start(specs[0])
     assert progress.summary() == "1/5 done, 1 running, 3 left, time left estimated after the first run"
     clock[0] += 10  # 10 s for work 0.1: the 1.1 still to do take 110 s
