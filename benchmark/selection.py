@@ -249,6 +249,10 @@ class Selector:
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def own_proxies(self) -> int:
+        """How many proxies it trains itself, per seed, through `context.proxy_models` (the dry run says)."""
+        return 0
+
 
 _REGISTRY: dict[str, type[Selector]] = {}
 _discovered = False

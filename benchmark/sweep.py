@@ -221,6 +221,14 @@ def dry_run_report(specs: list[RunSpec], done: dict[Path, dict], pending: list[R
         to_train = [seed for seed in proxy_seeds if seed not in cached_proxy_seeds]
         lines.append(f"proxies: {len(to_train)} to train, {len(proxy_seeds) - len(to_train)} in the cache "
                      f"(one per seed, shared by {', '.join(users)})")
+    own = {}
+    for spec in pending:
+        count = create_selector(spec.method, spec.params).own_proxies()
+        if count:
+            own.setdefault(spec.method, (count, set()))[1].add(spec.seed)
+    for method, (count, seeds) in own.items():
+        lines.append(f"{method} trains {count} proxies of its own per seed: up to {count * len(seeds)} for the "
+                     f"{len(seeds)} seed(s) left (those in the cache are loaded instead)")
     rows = [("status", "method", "fraction", "seed", "record")]
     for spec in specs:
         if spec.record in done and spec not in pending:

@@ -41,6 +41,9 @@ class GraNd(Selector):
     epochs: int = 10
     last_layer: bool = False
 
+    def own_proxies(self) -> int:
+        return self.repeats if self.epochs > 0 else 0
+
     def select(self, context: SelectionContext) -> Selection:
         if self.repeats < 1 or self.epochs < 0:
             raise UserError(f"grand: repeats must be at least 1 and epochs at least 0, got {self.repeats} "

@@ -79,6 +79,10 @@ def test_dry_run_says_what_is_done_partly_done_and_the_proxies_to_train(tmp_path
     assert "proxies: 1 to train, 1 in the cache (one per seed, shared by cal)" in text
     assert f"partial (selected, lr 0.05 at epoch 2/{PROTOCOL.epochs})" in text
     assert sum(line.startswith("to run") for line in lines) == 4
+    grand = expand_grid(PROTOCOL, ["grand"], {}, tmp_path)  # the smoke preset's 2 proxies per seed
+    text = "\n".join(dry_run_report(grand, {}, grand, protocol=PROTOCOL, methods=["grand"], out=tmp_path,
+                                    cached_proxy_seeds=set()))
+    assert "proxies: none to train" in text and "grand trains 2 proxies of its own per seed: up to 4 for the 2" in text
 
 
 def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeypatch):
