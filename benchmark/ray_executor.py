@@ -22,6 +22,7 @@ from benchmark.errors import UserError
 from benchmark.protocol import Protocol
 from benchmark.proxy import ProxyFeatures
 from benchmark.run import RunSpec, load_protocol_data, resolve_device, run_one
+from benchmark.selection import create_selector
 from benchmark.sweep import Progress
 
 log = logging.getLogger("benchmark")
@@ -32,6 +33,7 @@ _loaded: dict[tuple, tuple] = {}  # per worker process: the data of the last pro
 
 def _data(protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: int):
     """This worker's data for `protocol`, loaded once per worker (Ray reuses worker processes)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # Ray forwards these lines to the driver
     torch.set_num_threads(threads)
     device = resolve_device("auto")  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
     key = (protocol.dataset, protocol.train_per_class, protocol.test_per_class, str(device), str(data_root),
@@ -42,17 +44,22 @@ def _data(protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: 
     return _loaded[key]
 
 
-def _proxy_task(protocol: Protocol, seed: int, cache_dir: Path, data_root: Path | None, threads: int) -> int:
+def _proxy_task(protocol: Protocol, seed: int, cache_dir: Path, data_root: Path | None, threads: int,
+                own: tuple[int, int] | None) -> int:
+    """The shared proxy of `seed` (own=None), or the `own` (count, epochs) proxies a method trains itself."""
     data, _ = _data(protocol, cache_dir, data_root, threads)
     features = ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
                              lr=protocol.proxy_lr, batch_size=protocol.batch_size, cache_dir=cache_dir)
-    features.embeddings()  # trains and caches it, or finds it cached
+    if own is None:
+        features.embeddings()  # trains and caches it, or finds it cached
+    else:
+        features.proxy_models(*own)
     return seed
 
 
 def _run_task(spec: RunSpec, protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: int,
               proxy_seed: int | None) -> dict:
-    # proxy_seed is the proxy task's result: Ray starts this task only after the proxy is in the cache
+    # proxy_seed is the proxy task's result: Ray starts this task only after its proxies are in the cache
     data, pool_indices = _data(protocol, cache_dir, data_root, threads)
     return run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir)
 
@@ -112,12 +119,14 @@ def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol
         log.info("Ray: %s; each run asks for %s", ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items())
                                                            if k in ("CPU", "GPU")),
                  "1 GPU" if gpus else f"{cpus_per_run} CPU(s)")
-        proxies = {seed: proxy_task.remote(protocol, seed, cache_dir, data_root, threads)
-                   for seed in sorted({spec.seed for spec in pending if spec.uses_proxy})}
+        proxies = {}  # one task per set of proxies (seed, own), which every run that needs it waits for
         tasks = {}
         for spec in pending:
-            tasks[run_task.remote(spec, protocol, cache_dir, data_root, threads,
-                                  proxies.get(spec.seed) if spec.uses_proxy else None)] = spec
+            own = create_selector(spec.method, spec.params).own_proxies()
+            needs = (spec.seed, None) if spec.uses_proxy else (spec.seed, own) if own[0] else None
+            if needs is not None and needs not in proxies:
+                proxies[needs] = proxy_task.remote(protocol, needs[0], cache_dir, data_root, threads, needs[1])
+            tasks[run_task.remote(spec, protocol, cache_dir, data_root, threads, proxies.get(needs))] = spec
             progress.start(spec)
         while tasks:
             ready, _ = ray.wait(list(tasks), num_returns=1, timeout=POLL_SECONDS)

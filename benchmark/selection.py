@@ -249,9 +249,10 @@ class Selector:
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def own_proxies(self) -> int:
-        """How many proxies it trains itself, per seed, through `context.proxy_models` (the dry run says)."""
-        return 0
+    def own_proxies(self) -> tuple[int, int]:
+        """(count, epochs) of the proxies it trains itself, per seed, through `context.proxy_models`: the dry
+        run counts them, and the Ray executor trains them once per seed before the method's runs."""
+        return 0, 0
 
 
 _REGISTRY: dict[str, type[Selector]] = {}

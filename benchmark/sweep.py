@@ -223,7 +223,7 @@ def dry_run_report(specs: list[RunSpec], done: dict[Path, dict], pending: list[R
                      f"(one per seed, shared by {', '.join(users)})")
     own = {}
     for spec in pending:
-        count = create_selector(spec.method, spec.params).own_proxies()
+        count, _ = create_selector(spec.method, spec.params).own_proxies()
         if count:
             own.setdefault(spec.method, (count, set()))[1].add(spec.seed)
     for method, (count, seeds) in own.items():

@@ -41,8 +41,8 @@ class GraNd(Selector):
     epochs: int = 10
     last_layer: bool = False
 
-    def own_proxies(self) -> int:
-        return self.repeats if self.epochs > 0 else 0
+    def own_proxies(self) -> tuple[int, int]:
+        return (self.repeats, self.epochs) if self.epochs > 0 else (0, 0)
 
     def select(self, context: SelectionContext) -> Selection:
         if self.repeats < 1 or self.epochs < 0:

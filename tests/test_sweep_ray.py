@@ -25,10 +25,15 @@ from benchmark.selection import Selection, Selector
 
 
 def attempt(folder: str, name: str) -> int:
-    """Counts this selector's attempts in files, across the worker processes Ray retries it in."""
-    number = len(list(Path(folder).glob(name + "-*"))) + 1
-    (Path(folder) / f"{name}-{number}").touch()
-    return number
+    """Counts this selector's attempts in files, across the worker processes Ray runs and retries it in
+    (O_EXCL: two attempts at once never take the same number)."""
+    number = 1
+    while True:
+        try:
+            os.close(os.open(Path(folder) / f"{name}-{number}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return number
+        except FileExistsError:
+            number += 1
 
 
 def first_half(context):
@@ -74,7 +79,7 @@ class DiesOnce(Selector):
 '''
 
 TINY = ["--preset", "smoke", "--train-per-class", "30", "--test-per-class", "10", "--epochs", "2",
-        "--proxy-epochs", "1", "--fractions", "0.5"]
+        "--proxy-epochs", "1", "--fractions", "0.1,0.5"]
 
 
 def _comparable(path):
@@ -97,14 +102,17 @@ def ray_sweep(tmp_path_factory):
                                                  ("dies_once", "DiesOnce"))))
     attempts = root / "attempts"
     attempts.mkdir()
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(plugin), "RAY_AUTH_MODE": "disabled"}
-    command = [sys.executable, "-m", "benchmark", "sweep", "--methods", "random,cal,fails_once,dies_once,always_fails",
+    # RAY_DEDUP_LOGS=0: Ray would fold the same line from several workers into one
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(plugin), "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}
+    command = [sys.executable, "-m", "benchmark", "sweep", "--methods",
+               "random,cal,grand,fails_once,dies_once,always_fails", "--param", "grand.epochs=1",
                *TINY, "--executor", "ray", "--out", str(root / "out"), "--cache-dir", str(root / "cache"),
                *[arg for name in ("fails_once", "dies_once", "always_fails")
                  for arg in ("--param", f"{name}.attempts={attempts}")]]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     # the reference: the same runs of random and cal, here, with the one torch thread a Ray task gets
-    local = subprocess.run([sys.executable, "-m", "benchmark", "-q", "sweep", "--methods", "random,cal", *TINY,
+    local = subprocess.run([sys.executable, "-m", "benchmark", "-q", "sweep", "--methods", "random,cal,grand",
+                            "--param", "grand.epochs=1", *TINY,
                             "--out", str(root / "local"), "--cache-dir", str(root / "local-cache")],
                            capture_output=True, text=True, cwd=REPO, env=env | {"OMP_NUM_THREADS": "1"}, timeout=600)
     assert local.returncode == 0, local.stderr
@@ -114,10 +122,10 @@ def ray_sweep(tmp_path_factory):
 def test_a_task_that_always_fails_is_retried_once_then_reported(ray_sweep):
     root, done = ray_sweep
     assert done.returncode == 2
-    assert "failed: always_fails f0.5 s0: RuntimeError: this selector always fails" in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: 1 of 5 run(s) failed")
-    assert sorted(path.name for path in (root / "attempts").glob("always_fails-*")) == ["always_fails-1",
-                                                                                      "always_fails-2"]
+    for fraction in ("0.1", "0.5"):
+        assert f"failed: always_fails f{fraction} s0: RuntimeError: this selector always fails" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: 2 of 12 run(s) failed")
+    assert len(list((root / "attempts").glob("always_fails-*"))) == 4  # 2 runs, each tried twice
     assert not list((root / "out").glob("always_fails*"))
     assert not (root / "out" / ".partial").exists()  # a failed run leaves nothing half-written
 
@@ -125,19 +133,25 @@ def test_a_task_that_always_fails_is_retried_once_then_reported(ray_sweep):
 def test_a_failed_or_killed_task_succeeds_on_its_retry(ray_sweep):
     root, _ = ray_sweep
     for name in ("fails_once", "dies_once"):
-        assert len(list((root / "attempts").glob(f"{name}-*"))) == 2
-        (record,) = (root / "out").glob(f"{name}__*.json")
-        assert json.loads(record.read_text())["budget"] == 135
+        # the first attempt of the sweep fails; its retry, and the other fraction's run, succeed
+        assert len(list((root / "attempts").glob(f"{name}-*"))) == 3
+        records = sorted((root / "out").glob(f"{name}__*.json"))
+        assert sorted(json.loads(path.read_text())["budget"] for path in records) == [27, 135]
 
 
 def test_ray_records_equal_a_local_sweep_with_one_thread(ray_sweep):
     root, _ = ray_sweep
     local = sorted((root / "local").glob("*.json"))
-    assert len(local) == 2
+    assert len(local) == 6
     for path in local:
         assert _comparable(root / "out" / path.name) == _comparable(path)
 
 
-def test_the_shared_proxy_was_trained_once(ray_sweep):
-    root, _ = ray_sweep
-    assert len(list((root / "cache" / "proxy").glob("*.pt"))) == 1
+def test_each_proxy_was_trained_once_by_its_own_task(ray_sweep):
+    root, done = ray_sweep
+    output = done.stdout + done.stderr
+    # the shared proxy of seed 0 (cal), and GraNd's 2 own proxies (the smoke preset's repeats), each once
+    # although two runs (fractions 0.1 and 0.5) of each method need them
+    assert output.count("proxy: training") == 1
+    assert output.count("proxy 1/2: training") == 1 and output.count("proxy 2/2: training") == 1
+    assert len(list((root / "cache" / "proxy").glob("*.pt"))) == 3
