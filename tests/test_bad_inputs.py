@@ -161,7 +161,7 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
     before = _snapshot(out, records)
     assert main(argv) != 0
     error = capsys.readouterr().err.strip().splitlines()
-    print(f"\n{case}: {error[-1]}")
+    print(f"\n{case}: {' / '.join(error)}")
     assert error[-1].startswith("error: ")
     if argv[0] in ("validate", "leaderboard") and len(error) > 1:  # every problem listed, then the error
         assert words in error[0] and "problem(s)" in error[-1]
