@@ -36,46 +36,43 @@ def attempt(folder: str, name: str) -> int:
             number += 1
 
 
-def first_half(context):
-    return Selection(indices=np.arange(context.budget))
-
-
 @dataclass(frozen=True)
-class AlwaysFails(Selector):
-    name = "always_fails"
-    uses_proxy = False
+class Faulty(Selector):
+    """Selects the first `budget` points, after `fault` had its say on this attempt."""
+
     paper = "a test double"
+    uses_proxy = False
     attempts: str = ""
 
     def select(self, context):
-        attempt(self.attempts, self.name)
+        self.fault(attempt(self.attempts, self.name))
+        return Selection(indices=np.arange(context.budget))
+
+
+@dataclass(frozen=True)
+class AlwaysFails(Faulty):
+    name = "always_fails"
+
+    def fault(self, number):
         raise RuntimeError("this selector always fails")
 
 
 @dataclass(frozen=True)
-class FailsOnce(Selector):
+class FailsOnce(Faulty):
     name = "fails_once"
-    uses_proxy = False
-    paper = "a test double"
-    attempts: str = ""
 
-    def select(self, context):
-        if attempt(self.attempts, self.name) == 1:
+    def fault(self, number):
+        if number == 1:
             raise RuntimeError("a transient failure")
-        return first_half(context)
 
 
 @dataclass(frozen=True)
-class DiesOnce(Selector):
+class DiesOnce(Faulty):
     name = "dies_once"
-    uses_proxy = False
-    paper = "a test double"
-    attempts: str = ""
 
-    def select(self, context):
-        if attempt(self.attempts, self.name) == 1:
+    def fault(self, number):
+        if number == 1:
             os._exit(1)  # the worker process dies, as on a preempted node
-        return first_half(context)
 '''
 
 TINY = ["--preset", "smoke", "--train-per-class", "30", "--test-per-class", "10", "--epochs", "2",
