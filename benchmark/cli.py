@@ -311,5 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read or write{where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished records are kept; run again to resume", file=sys.stderr)
+        print("interrupted: finished records and the checkpoints of the unfinished run are kept; run the same "
+              "command again to resume", file=sys.stderr)
         return 130
