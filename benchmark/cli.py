@@ -167,7 +167,7 @@ def _sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: boo
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from benchmark.data import default_cache_dir
-    from benchmark.records import ensure_writable
+    from benchmark.records import ensure_writable, remove_stale_temporaries
     from benchmark.run import resolve_device
     from benchmark.schema import SchemaError
     from benchmark.summary import markdown_table
@@ -186,6 +186,9 @@ def _sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: boo
         _print_dry_run(args, specs, done, protocol, methods, cache_dir)
         return
     ensure_writable(args.out)
+    stale = remove_stale_temporaries(args.out, cache_dir)
+    if stale:
+        log.info("removed %d temporary file(s) left by writes that were killed", stale)
     pending = prepare_pending(specs, done, args.force)
     if len(pending) < len(specs):
         log.info("%d of %d run(s) already recorded in %s: skipped (--force redoes them)", len(specs) - len(pending),

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import UserError
+from benchmark.records import write_torch
 from benchmark.seeding import numpy_rng
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -176,10 +177,7 @@ def _imagefolder(root: Path, cache: Path, size: int = 32) -> ImageDataset:
     else:
         tensors = [(_decode_all([p for p, _ in files], size), torch.tensor([y for _, y in files]))
                    for _, files in listings]
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save(tensors, temporary)
-        os.replace(temporary, cache_file)
+        write_torch(tensors, cache_file)
     if split:
         (train_x, train_y), (test_x, test_y) = tensors
     else:

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -42,9 +43,37 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()  # what open() would give; mkstemp's own 0600 would hide records from a shared group
 
 
+WRITER = f"{slug(socket.gethostname()).replace('.', '-')}-{os.getpid()}"  # host and process, in temporary names
+_TEMPORARY = re.compile(r"\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.tmp")
+
+
+def remove_stale_temporaries(*folders: Path) -> int:
+    """Deletes the temporary files that writers on this host left when killed mid-write; a live writer's
+    (another sweep's, a Ray task's) are left alone. Returns how many were deleted."""
+    host = WRITER.rsplit("-", 1)[0]
+    removed = 0
+    for folder in folders:
+        for path in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else ():
+            match = _TEMPORARY.fullmatch(path.name)
+            if match and match["host"] == host and not _running(int(match["pid"])):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{WRITER}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)

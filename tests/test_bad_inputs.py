@@ -193,3 +193,15 @@ def test_an_interrupted_write_leaves_the_previous_file_and_no_temporary(tmp_path
     with pytest.raises(OSError):
         benchmark.records.write_json({"schema": SCHEMA, "version": 2}, path)
     assert json.loads(path.read_text())["version"] == 1 and os.listdir(tmp_path) == ["record.json"]
+
+
+def test_only_the_temporaries_of_dead_writers_on_this_host_are_removed(tmp_path):
+    host, pid = benchmark.records.WRITER.rsplit("-", 1)
+    dead = tmp_path / ".partial" / f".lr0.pt.{host}-999999999.abcd1234.tmp"  # killed mid-write
+    live = tmp_path / f".record.json.{host}-{pid}.efgh5678.tmp"  # this process, still writing
+    elsewhere = tmp_path / ".record.json.otherhost-1.ijkl9012.tmp"  # a Ray task on another node
+    for path in (dead, live, elsewhere):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+    assert benchmark.records.remove_stale_temporaries(tmp_path) == 1
+    assert not dead.exists() and live.exists() and elsewhere.exists()
