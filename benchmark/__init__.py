@@ -1,3 +1,3 @@
 """coreset-bench: how accurate and how robust are models trained on coresets chosen by each method?"""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,14 +1,15 @@
-"""`python -m benchmark VERB ...` (also installed as `coreset-bench`). Bad input ends with one line on
-stderr and exit status 2; nothing is written for a run that failed."""
+"""`python -m benchmark VERB ...` (also installed as `coreset-bench`): argument parsing and printing only; the
+work is done by functions that return results (`benchmark.sweep.sweep`, `benchmark.reattack.reattack`, ...).
+Bad input ends with one line on stderr and exit status 2; nothing is written for a run that failed."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
+import benchmark
 from benchmark.errors import UserError
 
 log = logging.getLogger("benchmark")
@@ -36,54 +37,93 @@ def _param(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
     group = parser.add_argument_group("protocol (defaults from the preset)")
     group.add_argument("--preset", default="standard",
                        help="standard (CIFAR-10, GPU), smoke (digits, CPU, a minute) or cifar10-cpu (a CIFAR-10 "
-                       "subset at CPU scale, the published leaderboard's)")
-    group.add_argument("--dataset", help="cifar10, digits or imagefolder:PATH")
+                       "subset at CPU scale, the published leaderboard's); `benchmark presets` lists them")
+    group.add_argument("--dataset", help="a registered dataset (`benchmark datasets`), or imagefolder:PATH")
     group.add_argument("--model", help="mobilenetv2_100, mobilenetv2_050, ... or any timm model name")
+    group.add_argument("--unbalanced", action="store_true",
+                       help="select over the whole pool instead of per class (a protocol variant: recorded)")
     if grid:
         group.add_argument("--fractions", type=_numbers(float), help="coreset fractions, e.g. 0.1,0.5")
         group.add_argument("--seeds", type=_numbers(int), help="distinct integer seeds, e.g. 0,1,2")
         group.add_argument("--epochs", type=int, help="final training epochs")
         group.add_argument("--lrs", type=_numbers(float), help="lr grid; the best on validation is kept")
-        group.add_argument("--eps", type=_numbers(float, 1 / 255), help="FGSM eps in 1/255 units, e.g. 1,2,4,8,16")
+        group.add_argument("--eps", type=_numbers(float, 1 / 255),
+                           help="the L-infinity eps grid in 1/255 units, e.g. 1,2,4,8,16")
+        group.add_argument("--attacks", type=_names, metavar="A,B",
+                           help="the attack suite (`benchmark attacks`), e.g. fgsm,pgd; the preset's parameters "
+                           "are kept for attacks it has")
+        group.add_argument("--attack-param", type=_param, action="append", default=[], metavar="ATTACK.KEY=VALUE",
+                           help="an attack parameter, e.g. pgd.steps=50 (repeatable)")
+        group.add_argument("--cross-check-images", type=int, metavar="N",
+                           help="images each attack is cross-checked on against its reference implementation")
     group.add_argument("--proxy-epochs", type=int, help="epochs of the selection proxy")
     group.add_argument("--batch-size", type=int)
     group.add_argument("--train-per-class", type=int, metavar="N",
                        help="a seeded class-balanced subset: N training images per class (0: all)")
     group.add_argument("--test-per-class", type=int, metavar="N", help="likewise for the test set")
+    _add_where_options(parser, out=grid)
+
+
+def _add_where_options(parser: argparse.ArgumentParser, out: bool) -> None:
     where = parser.add_argument_group("where things are")
-    where.add_argument("--data-root", type=Path, help="directory holding (or receiving) CIFAR-10")
+    where.add_argument("--data-root", type=Path, help="directory holding (or receiving) downloaded datasets")
     where.add_argument("--cache-dir", type=Path, help="proxy and decoded-image cache "
                        "(default $CORESET_BENCH_CACHE or ~/.cache/coreset-bench)")
     where.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    if grid:
+    where.add_argument("--eval-batch-size", type=int, metavar="N",
+                       help="images per attack batch (default: from the model's memory needs and the device)")
+    if out:
         where.add_argument("--out", type=Path, default=Path("results"), help="record directory (default results/)")
         where.add_argument("--force", action="store_true", help="redo every run, from the start, records or not")
 
 
 def _protocol(args):
-    from benchmark.protocol import preset
+    import dataclasses
 
+    from benchmark.protocol import preset
+    from benchmark.robustness import AttackSpec
+
+    base = preset(args.preset)
     overrides = {"dataset": args.dataset, "model": args.model, "proxy_epochs": args.proxy_epochs,
                  "batch_size": args.batch_size, "train_per_class": args.train_per_class,
-                 "test_per_class": args.test_per_class}
-    for name in ("fractions", "seeds", "epochs", "lrs", "eps"):
+                 "test_per_class": args.test_per_class, "balance": False if args.unbalanced else None}
+    for name in ("fractions", "seeds", "epochs", "lrs", "eps", "cross_check_images"):
         overrides[name] = getattr(args, name, None)
-    return preset(args.preset).with_overrides(**overrides)
+    names = getattr(args, "attacks", None)
+    given = getattr(args, "attack_param", [])
+    if names is not None or given:
+        specs = {spec.name: spec for spec in base.attacks}
+        chosen = [specs.get(name, AttackSpec(name)) for name in (names if names is not None else list(specs))]
+        for key, value in given:
+            name, _, param = key.rpartition(".")
+            index = next((i for i, spec in enumerate(chosen) if spec.name == name), None)
+            if index is None:
+                raise UserError(f"--attack-param {key}={value}: name an attack of the suite as ATTACK.KEY=VALUE "
+                                f"({', '.join(spec.name for spec in chosen)})")
+            chosen[index] = dataclasses.replace(chosen[index], params={**chosen[index].params, param: value})
+        overrides["attacks"] = tuple(chosen)
+    return base.with_overrides(**overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="benchmark", description="Accuracy and FGSM robustness of models trained on "
+    parser = _Parser(prog="benchmark", description="Accuracy and adversarial robustness of models trained on "
                      "coresets chosen by data-selection methods.")
+    parser.add_argument("--version", action="version", version=f"coreset-bench {benchmark.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the final table")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     run = verbs.add_parser("run", help="select, train, attack and record, for each fraction and seed",
                            description="Runs the protocol for one method: one JSON record per "
-                           "(fraction, seed) under --out, then a Markdown table of those runs.")
+                           "(fraction, seed) under --out (with its selection, model weights and gallery beside it), "
+                           "then a Markdown table of those runs.")
     run.add_argument("--method", required=True, help="a registered selector (see `benchmark methods`)")
     run.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                      help="a selector parameter (repeatable)")
@@ -98,10 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a selector parameter for one method, e.g. grand.repeats=5 (repeatable)")
     _add_protocol_options(sweep, grid=True)
     sweep.add_argument("--dry-run", action="store_true",
-                       help="print the grid, what is done and the proxies to train; run nothing")
+                       help="print the grid, what is done and the proxies to train; run nothing, download nothing")
     sweep.add_argument("--executor", choices=("local", "ray"), default="local",
                        help="local: one run at a time here; ray: each run a Ray task (1 GPU where there are GPUs)")
-    sweep.add_argument("--address", help="Ray cluster to join (e.g. auto); default: a new local Ray instance")
+    sweep.add_argument("--address", help="Ray cluster to join (e.g. auto); default: a new local Ray instance, "
+                       "bound to this machine only")
     sweep.add_argument("--cpus-per-run", type=int, default=1, metavar="N",
                        help="CPUs (torch threads) per Ray task on a cluster without GPUs (default 1)")
 
@@ -115,38 +156,90 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--out", type=Path, required=True, help="JSON file to write")
     _add_protocol_options(select, grid=False)
 
-    verbs.add_parser("methods", help="list the registered selectors with their papers",
-                     description="Lists every registered selector, its parameters and its paper.")
+    attack = verbs.add_parser("attack", help="re-evaluate stored models with an attack; adds it to their records",
+                              description="Loads the model weights stored beside each record, runs the attack "
+                              "(with its cross-check and sanity checks) at the given eps, and adds the results to "
+                              "the record, which is rewritten atomically. Records that already hold those results "
+                              "are skipped (--force redoes them), so an interrupted call resumes.")
+    attack.add_argument("records", type=Path, nargs="+", metavar="RECORDS", help="record files or directories")
+    attack.add_argument("--attack", required=True, help="a registered attack (`benchmark attacks`)")
+    attack.add_argument("--eps", type=_numbers(float), required=True,
+                        help="eps values: in 1/255 units for L-infinity attacks, as they are for L2 (e.g. 0.25,0.5)")
+    attack.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                        help="an attack parameter (repeatable)")
+    attack.add_argument("--dataset", help="where the records' dataset is, when it is a local folder "
+                        "(imagefolder:PATH); registered datasets are found under --data-root")
+    attack.add_argument("--cross-check-images", type=int, metavar="N",
+                        help="images to cross-check on (default: the records' own)")
+    attack.add_argument("--force", action="store_true", help="redo records that already hold these results")
+    _add_where_options(attack, out=False)
+
+    for name, what in (("methods", "selectors"), ("attacks", "attacks"), ("datasets", "datasets"),
+                       ("presets", "protocol presets")):
+        verbs.add_parser(name, help=f"list the registered {what}", description=f"Lists the registered {what}.")
 
     board = verbs.add_parser("leaderboard", help="build the leaderboard pages from run records",
-                             description="Validates every record, then writes index.html (tables and "
-                             "robustness curves, works offline), leaderboard.md and copies of the records "
-                             "under records/ into --out. Invalid records: nothing is written.")
+                             description="Validates every record, then writes index.html (tables, robustness "
+                             "curves and adversarial examples; works offline), leaderboard.md and copies of the "
+                             "records under records/ into --out. Invalid records: nothing is written. Only the "
+                             "published presets are shown unless --include-unpublished.")
     board.add_argument("--records", type=Path, nargs="+", default=[Path("submissions")], metavar="DIR",
                        help="record files or directories, searched recursively (default submissions/)")
     board.add_argument("--out", type=Path, default=Path("site"),
                        help="site directory: new, empty, or a site written before (default site/)")
+    board.add_argument("--include-unpublished", action="store_true",
+                       help="also show records of presets the published board does not take (smoke, custom)")
 
-    validate = verbs.add_parser("validate", help="check run records against the schema",
+    validate = verbs.add_parser("validate", help="check run records against the published schema",
                                 description="Checks every *.json under the given paths (recursively) "
                                 "against the record schema and for duplicate runs; lists every problem.")
     validate.add_argument("paths", type=Path, nargs="*", default=[Path("submissions")], metavar="PATH",
                           help="record files or directories (default submissions/)")
+
+    export = verbs.add_parser("export", help="write the records as a table (CSV or Parquet)",
+                              description="One row per run and attack x eps (plus the worst case and clean rows), "
+                              "for notebooks; the format follows the file name (.csv or .parquet).")
+    export.add_argument("records", type=Path, nargs="*", default=[Path("submissions")], metavar="RECORDS")
+    export.add_argument("--out", type=Path, required=True, help="results.csv or results.parquet")
     return parser
 
 
-def _cmd_methods(args) -> None:
+def _cmd_list(args) -> None:
     import dataclasses
 
-    from benchmark.selection import available_selectors
+    if args.verb == "presets":
+        from benchmark.protocol import presets
 
-    for name, cls in available_selectors().items():
+        for name, protocol in presets().items():
+            attacks = ", ".join(spec.name for spec in protocol.attacks)
+            print(f"{name:14} {protocol.dataset}, {protocol.model}, {protocol.epochs} epochs, seeds "
+                  f"{','.join(map(str, protocol.seeds))}; attacks {attacks}")
+        return
+    if args.verb == "methods":
+        from benchmark.selection import available_selectors as available
+    elif args.verb == "attacks":
+        from benchmark.attacks import available_attacks as available
+    else:
+        from benchmark.datasets import DATASETS
+
+        available = DATASETS.available
+    for name, cls in available().items():
         params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)) or "no parameters"
-        print(f"{name:22} {cls.paper}\n{'':22} parameters: {params}" + (f"\n{'':22} {cls.url}" if cls.url else ""))
+        extra = ""
+        if args.verb == "datasets":
+            extra = f"\n{'':22} {cls.source}; {cls.image_size}x{cls.image_size}; {cls.split}"
+        print(f"{name:22} {cls.paper}\n{'':22} parameters: {params}{extra}"
+              + (f"\n{'':22} {cls.url}" if getattr(cls, "url", "") else ""))
+
+
+def _grid_args(args) -> dict:
+    from benchmark.data import default_cache_dir
+
+    return {"out": args.out, "cache_dir": args.cache_dir or default_cache_dir(), "data_root": args.data_root}
 
 
 def _cmd_run(args) -> None:
-    _sweep(args, [args.method], {args.method: dict(args.param)}, keep_going=False)
+    _print_sweep(args, [args.method], {args.method: dict(args.param)}, keep_going=False)
 
 
 def _cmd_sweep(args) -> None:
@@ -157,109 +250,58 @@ def _cmd_sweep(args) -> None:
     if args.cpus_per_run < 1:
         raise UserError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
     methods = parse_methods(args.methods)
-    _sweep(args, methods, method_params(methods, args.param), keep_going=True, executor=args.executor,
-           dry_run=args.dry_run)
+    params = method_params(methods, args.param)
+    if args.dry_run:
+        from benchmark.sweep import dry_run
 
-
-def _sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: bool, executor: str = "local",
-           dry_run: bool = False) -> None:
-    """`run` is a sweep of one method that stops at its first failure; `sweep` reports failures at the end."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from benchmark.data import default_cache_dir
-    from benchmark.records import ensure_writable, remove_stale_temporaries
-    from benchmark.run import resolve_device
-    from benchmark.schema import SchemaError
-    from benchmark.summary import markdown_table
-    from benchmark.sweep import Progress, existing_records, expand_grid, prepare_pending, run_local
-
-    protocol = _protocol(args)
-    cache_dir = args.cache_dir or default_cache_dir()
-    specs = expand_grid(protocol, methods, params, args.out)
-    try:
-        done = existing_records(specs)
-    except SchemaError as error:
-        more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
-        raise UserError(f"{error.problems[0]}{more}; nothing was run: move the damaged record(s) out of {args.out} "
-                        f"to redo those runs") from None
-    if dry_run:
-        _print_dry_run(args, specs, done, protocol, methods, cache_dir)
+        print("\n".join(dry_run(protocol=_protocol(args), methods=methods, params=params, force=args.force,
+                                **_grid_args(args))))
         return
-    ensure_writable(args.out)
-    stale = remove_stale_temporaries(args.out, cache_dir)
-    if stale:
-        log.info("removed %d temporary file(s) left by writes that were killed", stale)
-    pending = prepare_pending(specs, done, args.force)
-    if len(pending) < len(specs):
-        log.info("%d of %d run(s) already recorded in %s: skipped (--force redoes them)", len(specs) - len(pending),
-                 len(specs), args.out)
-    if pending:
-        device = resolve_device(args.device) if executor == "local" else None
-        progress = Progress(total=len(specs), done_before=len(specs) - len(pending), pending=pending)
-        log.info("%d of %d run(s) to do (%s executor), records in %s", len(pending), len(specs), executor, args.out)
-        try:
-            with logging_redirect_tqdm():
-                if executor == "ray":
-                    from benchmark.ray_executor import run_on_ray
+    _print_sweep(args, methods, params, keep_going=True, executor=args.executor)
 
-                    run_on_ray(pending, progress, protocol=protocol, cache_dir=cache_dir, data_root=args.data_root,
-                               address=args.address, cpus_per_run=args.cpus_per_run)
-                else:
-                    run_local(pending, progress, protocol=protocol, cache_dir=cache_dir, device=device,
-                              data_root=args.data_root, keep_going=keep_going)
-        finally:
-            progress.close()
-        log.info("%s; took %s", progress.summary(), progress.elapsed())
-        failures = progress.failures
-    else:
-        failures = []
-    records = [json.loads(spec.record.read_text()) for spec in specs if spec.record.exists()]
-    if records:
-        print(markdown_table(records))
-    log.info("%d of %d record(s) in %s", len(records), len(specs), args.out)
-    if failures:
-        for spec, reason in failures:
+
+def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: bool,
+                 executor: str = "local") -> None:
+    """`run` is a sweep of one method that stops at its first failure; `sweep` reports failures at the end."""
+    from benchmark.summary import markdown_table
+    from benchmark.sweep import sweep
+
+    if args.eval_batch_size is not None and args.eval_batch_size < 1:
+        raise UserError(f"--eval-batch-size must be at least 1, got {args.eval_batch_size}")
+    result = sweep(protocol=_protocol(args), methods=methods, params=params, device=args.device, executor=executor,
+                   address=getattr(args, "address", None), cpus_per_run=getattr(args, "cpus_per_run", 1),
+                   keep_going=keep_going, force=args.force, eval_batch_size=args.eval_batch_size,
+                   **_grid_args(args))
+    if result.records:
+        print(markdown_table(result.records))
+    for record in result.flagged:
+        codes = ", ".join(flag["code"] for flag in record["flags"])
+        print(f"WARNING: {record['method']} f{record['fraction']:g} s{record['seed']} is flagged ({codes}): "
+              f"{record['flags'][0]['detail']}", file=sys.stderr)
+    log.info("%d of %d record(s) in %s; see them as a page with: python -m benchmark leaderboard --records %s "
+             "--out site --include-unpublished", len(result.records), len(result.specs), args.out, args.out)
+    if result.failures:
+        for spec, reason in result.failures:
             print(f"failed: {spec.label}: {reason}", file=sys.stderr)
-        raise UserError(f"{len(failures)} of {len(specs)} run(s) failed (listed above, each retried "
+        raise UserError(f"{len(result.failures)} of {len(result.specs)} run(s) failed (listed above, each retried "
                         f"{'once' if executor == 'ray' else 'never'}); the others are recorded: fix the cause and "
                         f"run the same command again to do only those")
 
 
-def _print_dry_run(args, specs, done, protocol, methods, cache_dir) -> None:
-    from benchmark.proxy import ProxyFeatures
-    from benchmark.run import load_protocol_data, resolve_device
-    from benchmark.sweep import dry_run_report
-
-    pending = [spec for spec in specs if args.force or spec.record not in done]
-    cached = None
-    if any(spec.uses_proxy for spec in pending):
-        try:  # which proxies are cached depends on the data's contents: load it (on the CPU)
-            data, _ = load_protocol_data(protocol, device=resolve_device("cpu"), data_root=args.data_root,
-                                         cache_dir=cache_dir)
-            cached = {seed for seed in protocol.seeds
-                      if ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
-                                       lr=protocol.proxy_lr, batch_size=protocol.batch_size,
-                                       cache_dir=cache_dir).cached()}
-        except UserError as error:
-            log.warning("proxy cache not checked: %s", error)
-    print("\n".join(dry_run_report(specs, done, pending, protocol=protocol, methods=methods, out=args.out,
-                                   cached_proxy_seeds=cached)))
-
-
 def _cmd_select(args) -> None:
     from benchmark.data import default_cache_dir
-    from benchmark.protocol import Protocol
     from benchmark.records import write_json
     from benchmark.run import load_protocol_data, resolve_device, select_coreset
     from benchmark.selection import create_selector
 
-    protocol: Protocol = _protocol(args).with_overrides(fractions=(args.fraction,), seeds=(args.seed,))
+    protocol = _protocol(args).with_overrides(fractions=(args.fraction,), seeds=(args.seed,))
     selector = create_selector(args.method, protocol.method_params(args.method, dict(args.param)))
     cache_dir = args.cache_dir or default_cache_dir()
-    data, pool_indices = load_protocol_data(protocol, device=resolve_device(args.device), data_root=args.data_root,
-                                            cache_dir=cache_dir)
-    selection, seconds = select_coreset(selector=selector, data=data, protocol=protocol,
-                                           fraction=args.fraction, seed=args.seed, cache_dir=cache_dir)
+    device = resolve_device(args.device)
+    log.info("selecting on %s", device)
+    data, pool_indices = load_protocol_data(protocol, device=device, data_root=args.data_root, cache_dir=cache_dir)
+    selection, seconds, _ = select_coreset(selector=selector, data=data, protocol=protocol, fraction=args.fraction,
+                                           seed=args.seed, cache_dir=cache_dir, balance=protocol.balance)
     write_json({"method": args.method, "method_params": selector.params(), "dataset": data.dataset,
                 "model": protocol.model, "fraction": args.fraction, "seed": args.seed,
                 "budget": len(selection.indices), "seconds": seconds,
@@ -269,12 +311,24 @@ def _cmd_select(args) -> None:
     log.info("%d indices written to %s", len(selection.indices), args.out)
 
 
+def _cmd_attack(args) -> None:
+    from benchmark.data import default_cache_dir
+    from benchmark.reattack import reattack
+
+    result = reattack(args.records, attack=args.attack, eps=list(args.eps), params=dict(args.param),
+                      dataset=args.dataset, data_root=args.data_root, cache_dir=args.cache_dir or default_cache_dir(),
+                      device=args.device, eval_batch_size=args.eval_batch_size,
+                      cross_check_images=args.cross_check_images, force=args.force)
+    for line in result.lines():
+        print(line)
+
+
 def _cmd_leaderboard(args) -> None:
+    from benchmark.leaderboard import build_site
     from benchmark.schema import SchemaError
-    from leaderboard import build_site
 
     try:
-        groups = build_site(args.records, args.out)
+        groups = build_site(args.records, args.out, include_unpublished=args.include_unpublished)
     except SchemaError as error:
         print("\n".join(error.problems), file=sys.stderr)
         raise UserError(f"{error}; nothing written (run `python -m benchmark validate` for the same list)") from None
@@ -294,16 +348,25 @@ def _cmd_validate(args) -> None:
         print(f"no record files (*.json) under {', '.join(str(path) for path in args.paths)}: nothing to check")
         return
     runs = {(r.record["method"], r.record["dataset"], r.record["model"], r.record["preset"]) for r in records}
+    versions = sorted({r.record["schema"] for r in records})
     print(f"{len(records)} record(s) valid ({len(runs)} method/dataset/model/preset combination(s)) in "
-          f"{', '.join(str(path) for path in args.paths)}")
+          f"{', '.join(str(path) for path in args.paths)}; schema {', '.join(versions)}")
+
+
+def _cmd_export(args) -> None:
+    from benchmark.export import export
+
+    rows = export(args.records, args.out)
+    log.info("%d row(s) written to %s", rows, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "select": _cmd_select, "methods": _cmd_methods,
-                 "leaderboard": _cmd_leaderboard, "validate": _cmd_validate}
+        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "select": _cmd_select, "attack": _cmd_attack,
+                 "methods": _cmd_list, "attacks": _cmd_list, "datasets": _cmd_list, "presets": _cmd_list,
+                 "leaderboard": _cmd_leaderboard, "validate": _cmd_validate, "export": _cmd_export}
         verbs[args.verb](args)
         return 0
     except UserError as error:

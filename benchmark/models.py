@@ -1,8 +1,10 @@
 """Classifiers whose first layer is normalization, so attacks work in [0, 1] pixel space.
 
-MobileNetV2 gets the CIFAR stem: stride 1 in the stem convolution and in the first stride-2 block, so a
-32x32 input ends at 4x4. timm builds it when importable (`mobilenetv2_100`, `mobilenetv2_050`, ...);
-torchvision's `mobilenet_v2` with the same change otherwise. Any other timm name is built as timm has it.
+MobileNetV2's stem follows the image size, so the last feature map is 4x4 for small images: for 32x32 inputs
+(CIFAR) stride 1 in the stem convolution and in the first stride-2 block; for 64x64 (Tiny ImageNet) stride 1
+in the stem only; from 128x128 up, ImageNet's strides. timm builds it when importable (`mobilenetv2_100`,
+`mobilenetv2_050`, ...); torchvision's `mobilenet_v2` with the same change otherwise. Any other timm name is
+built as timm has it.
 """
 
 from __future__ import annotations
@@ -73,22 +75,29 @@ def check_model_name(name: str, prefer_timm: bool = True) -> None:
         raise UserError(f"model {name!r} needs timm; without it only mobilenetv2_NNN widths are available")
 
 
+def stem_strides_removed(image_size: int) -> int:
+    """How many of MobileNetV2's first two stride-2 layers become stride 1 for this image size."""
+    return 2 if image_size <= 32 else 1 if image_size <= 64 else 0
+
+
 def build_model(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, *, seed: int,
-                prefer_timm: bool = True) -> Classifier:
+                image_size: int = 32, prefer_timm: bool = True) -> Classifier:
     """A fresh classifier initialised from `seed`, leaving the global torch RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(name, num_classes, mean, std, prefer_timm)
+        return _build(name, num_classes, mean, std, stem_strides_removed(image_size), prefer_timm)
 
 
-def _build(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, prefer_timm: bool) -> Classifier:
+def _build(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, removed: int,
+           prefer_timm: bool) -> Classifier:
     check_model_name(name, prefer_timm)
     timm = _timm() if prefer_timm else None
     if timm is not None:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         if name.startswith("mobilenetv2"):
-            model.conv_stem.stride = (1, 1)
-            model.blocks[1][0].conv_dw.stride = (1, 1)
+            layers = [model.conv_stem, model.blocks[1][0].conv_dw]
+            for layer in layers[:removed]:
+                layer.stride = (1, 1)
         head = model.get_classifier()
         model.reset_classifier(0)  # the head lives in Classifier; the embedder ends at pre-logits
         return Classifier(_TimmEmbedder(model), head, mean, std)
@@ -96,6 +105,6 @@ def _build(name: str, num_classes: int, mean: torch.Tensor, std: torch.Tensor, p
     from torchvision.models import mobilenet_v2
 
     model = mobilenet_v2(weights=None, num_classes=num_classes, width_mult=width)
-    model.features[0][0].stride = (1, 1)
-    model.features[2].conv[1][0].stride = (1, 1)
+    for layer in [model.features[0][0], model.features[2].conv[1][0]][:removed]:
+        layer.stride = (1, 1)
     return Classifier(_TorchvisionEmbedder(model), model.classifier[1], mean, std)

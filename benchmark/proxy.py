@@ -1,25 +1,27 @@
-"""The selection proxy: a model of the benchmark's architecture trained briefly on the pool, whose
-outputs (embeddings, probabilities) selectors use. Trained lazily, only when a selector asks, once per
-(data, model, seed, proxy settings), and cached on disk under a hash of all of those."""
+"""The selection proxy: a model of the benchmark's architecture trained briefly on the pool, whose outputs
+(embeddings, probabilities, training dynamics) selectors use. Trained lazily, only when a selector asks, once
+per (data, model, seed, proxy settings), and cached on disk (sealed: a damaged entry is trained again)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from benchmark.models import build_model
-from benchmark.records import write_torch
 from benchmark.seeding import derive_seed
-from benchmark.selection import ValidationOutputs
-from benchmark.train import TrainConfig, predict, prepare, train_model
+from benchmark.selection import TrainingDynamics, ValidationOutputs
+from benchmark.storage import read_tensors, write_tensors
+from benchmark.train import DynamicsRecorder, TrainConfig, predict, prepare, train_model
 
 log = logging.getLogger("benchmark")
-PROXY_FORMAT = 1  # bump when proxy training changes, so stale cache entries are never reused
+PROXY_FORMAT = 2  # bump when proxy training or what is cached changes, so stale cache entries are never reused
 
 
 @dataclass
@@ -29,6 +31,7 @@ class PoolData:
     dataset: str  # the dataset's name as recorded (no local paths)
     data_key: str  # hash of the dataset contents and of the pool / validation split
     num_classes: int
+    class_names: tuple[str, ...]
     pool_images: torch.Tensor
     pool_labels: torch.Tensor
     val_images: torch.Tensor
@@ -38,93 +41,117 @@ class PoolData:
     mean: torch.Tensor
     std: torch.Tensor
 
+    @property
+    def image_size(self) -> int:
+        return int(self.pool_images.shape[-1])
+
+    def build_model(self, name: str, seed: int) -> torch.nn.Module:
+        return build_model(name, self.num_classes, self.mean, self.std, seed=seed, image_size=self.image_size)
+
+
+def build_proxy(protocol, data: PoolData, *, seed: int, cache_dir: Path) -> ProxyFeatures:
+    """The shared proxy of `protocol` for one seed: the one place its settings are read."""
+    return ProxyFeatures(data, model=protocol.model, seed=seed, config=protocol.proxy_config(), cache_dir=cache_dir)
+
 
 class ProxyFeatures:
     """The `FeatureSource` the harness hands to every selection context."""
 
-    def __init__(self, data: PoolData, *, model: str, seed: int, epochs: int, lr: float, batch_size: int,
-                 cache_dir: Path):
+    def __init__(self, data: PoolData, *, model: str, seed: int, config: TrainConfig, cache_dir: Path):
         self.data = data
         self.model_name = model
         self.seed = seed
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
+        self.config = config
         self.cache_dir = Path(cache_dir) / "proxy"
-        self._outputs: dict | None = None
+        self._stored: dict | None = None
         self.trained = 0  # proxies trained (not loaded from the cache) by this object: for tests and logs
+        self.training_seconds = 0.0  # spent training them (the sweep's time estimate leaves it out)
 
     def _cache_file(self, seed: int, epochs: int) -> Path:
-        key = json.dumps({"data": self.data.data_key, "model": self.model_name, "seed": seed, "epochs": epochs,
-                          "lr": self.lr, "batch_size": self.batch_size, "format": PROXY_FORMAT}, sort_keys=True)
-        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
-
-    def _model(self, seed: int, epochs: int, desc: str) -> tuple[torch.nn.Module, Path, dict | None]:
-        data = self.data
-        model = build_model(self.model_name, data.num_classes, data.mean, data.std,
-                            seed=derive_seed(seed, "proxy-init"))
-        model = prepare(model, data.pool_images.device)
-        path = self._cache_file(seed, epochs)
-        stored = self._load(path)
-        if stored is not None:
-            model.load_state_dict(stored["state_dict"])
-            log.info("%s: loaded from the cache (%s)", desc, path.name)
-            return model.eval(), path, stored
-        if epochs == 0:  # an untrained proxy (e.g. scores at initialisation)
-            return model.eval(), path, None
-        log.info("%s: training %s for %d epochs on %d pool images (seed %d)", desc, self.model_name, epochs,
-                 len(data.pool_images), seed)
-        config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)
-        train_model(model, data.pool_images, data.pool_labels, config, seed=seed, purpose="proxy-train", desc=desc,
-                    checkpoint=self._checkpoint(path))
-        self.trained += 1
-        return model, path, None
-
-    def _load(self, path: Path) -> dict | None:
-        if not path.exists():
-            return None
-        try:
-            return torch.load(path, map_location=self.data.pool_images.device)
-        except Exception as error:  # cache entries are written atomically; this is outside damage
-            log.warning("cached proxy %s is unreadable (%s); training it again", path, error)
-            return None
-
-    def cached(self) -> bool:
-        """Whether the shared proxy is in the cache already (the sweep's dry run counts those to train)."""
-        return self._cache_file(self.seed, self.epochs).exists()
+        key = json.dumps({"data": self.data.data_key, "model": self.model_name, "seed": seed,
+                          "config": dataclasses.asdict(dataclasses.replace(self.config, epochs=epochs)),
+                          "format": PROXY_FORMAT}, sort_keys=True)
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
 
     @staticmethod
     def _checkpoint(path: Path) -> Path:
         """Where a proxy's training resumes from after a kill; gone once the proxy is in the cache."""
-        return path.with_name(path.stem + ".checkpoint.pt")
+        return path.with_name(path.stem + ".checkpoint")
 
-    def _store(self, value: dict, path: Path) -> None:
-        write_torch(value, path)
+    def _fresh(self, seed: int) -> torch.nn.Module:
+        return prepare(self.data.build_model(self.model_name, derive_seed(seed, "proxy-init")),
+                       self.data.pool_images.device)
+
+    def _load(self, seed: int, epochs: int) -> dict | None:
+        path = self._cache_file(seed, epochs)
+        return read_tensors(path) if path.exists() else None
+
+    def _with_weights(self, seed: int, stored: dict) -> torch.nn.Module:
+        model = self._fresh(seed)
+        model.load_state_dict({name[len("model."):]: tensor for name, tensor in stored.items()
+                               if name.startswith("model.")})
+        return model.eval()
+
+    def _train(self, seed: int, epochs: int, desc: str, dynamics: DynamicsRecorder | None) -> torch.nn.Module:
+        model = self._fresh(seed)
+        path = self._cache_file(seed, epochs)
+        log.info("%s: training %s for %d epochs on %d pool images (seed %d)", desc, self.model_name, epochs,
+                 len(self.data.pool_images), seed)
+        started = time.perf_counter()
+        train_model(model, self.data.pool_images, self.data.pool_labels,
+                    dataclasses.replace(self.config, epochs=epochs), seed=seed, purpose="proxy-train", desc=desc,
+                    checkpoint=self._checkpoint(path), dynamics=dynamics)
+        self.training_seconds += time.perf_counter() - started
+        self.trained += 1
+        return model
+
+    def _store(self, tensors: dict, seed: int, epochs: int) -> None:
+        path = self._cache_file(seed, epochs)
+        write_tensors(path, tensors)
         self._checkpoint(path).unlink(missing_ok=True)
 
-    def _ensure_outputs(self) -> dict:
-        if self._outputs is None:
-            model, path, stored = self._model(self.seed, self.epochs, "proxy")
-            if stored is None or "outputs" not in stored:
+    def _shared(self) -> dict:
+        """The shared proxy's weights, outputs and training dynamics, trained or from the cache."""
+        if self._stored is None:
+            stored = self._load(self.seed, self.config.epochs)
+            if stored is None or "embeddings" not in stored:
+                dynamics = DynamicsRecorder(self.config.epochs, len(self.data.pool_images),
+                                            self.data.pool_images.device)
+                model = self._train(self.seed, self.config.epochs, "proxy", dynamics)
                 logits, embeddings = predict(model, self.data.pool_images, embed=True)
                 val_logits, val_embeddings = predict(model, self.data.val_images, embed=True)
-                outputs = {"embeddings": embeddings, "probabilities": logits.softmax(1),
-                           "val_embeddings": val_embeddings, "val_probabilities": val_logits.softmax(1)}
-                self._store({"state_dict": model.state_dict(), "outputs": outputs}, path)
+                stored = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                          "embeddings": embeddings, "probabilities": logits.softmax(1),
+                          "val_embeddings": val_embeddings, "val_probabilities": val_logits.softmax(1),
+                          "correct": dynamics.correct, "margin": dynamics.margin, "loss": dynamics.loss}
+                self._store(stored, self.seed, self.config.epochs)
             else:
-                outputs = stored["outputs"]
-            self._outputs = outputs
-        return self._outputs
+                log.info("proxy: loaded from the cache (%s)", self._cache_file(self.seed, self.config.epochs).name)
+            device = self.data.pool_images.device
+            self._stored = {name: tensor.to(device) for name, tensor in stored.items()}
+        return self._stored
+
+    def cached(self) -> bool:
+        """Whether the shared proxy is in the cache already (the sweep's dry run counts those to train)."""
+        return self._cache_file(self.seed, self.config.epochs).exists()
 
     def embeddings(self) -> torch.Tensor:
-        return self._ensure_outputs()["embeddings"]
+        return self._shared()["embeddings"].clone()
 
     def probabilities(self) -> torch.Tensor:
-        return self._ensure_outputs()["probabilities"]
+        return self._shared()["probabilities"].clone()
 
     def validation(self) -> ValidationOutputs:
-        outputs = self._ensure_outputs()
-        return ValidationOutputs(self.data.val_labels, outputs["val_embeddings"], outputs["val_probabilities"])
+        stored = self._shared()
+        return ValidationOutputs(self.data.val_labels.clone(), stored["val_embeddings"].clone(),
+                                 stored["val_probabilities"].clone())
+
+    def training_dynamics(self) -> TrainingDynamics:
+        stored = self._shared()
+        return TrainingDynamics(stored["correct"].clone(), stored["margin"].clone(), stored["loss"].clone())
+
+    def proxy_model(self) -> torch.nn.Module:
+        return self._with_weights(self.seed, self._shared())
 
     def pool_images(self) -> torch.Tensor:
         return self.data.pool_images
@@ -133,8 +160,14 @@ class ProxyFeatures:
         models = []
         for i in range(count):
             seed = derive_seed(self.seed, f"proxy-{i}")
-            model, path, stored = self._model(seed, epochs, f"proxy {i + 1}/{count}")
-            if stored is None:
-                self._store({"state_dict": model.state_dict()}, path)
-            models.append(model)
+            stored = self._load(seed, epochs) if epochs else None
+            if stored is not None:
+                models.append(self._with_weights(seed, stored))
+                continue
+            if epochs == 0:  # an untrained proxy (e.g. scores at initialisation)
+                models.append(self._fresh(seed).eval())
+                continue
+            model = self._train(seed, epochs, f"proxy {i + 1}/{count}", None)
+            self._store({f"model.{k}": v for k, v in model.state_dict().items()}, seed, epochs)
+            models.append(model.eval())
         return models

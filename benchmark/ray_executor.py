@@ -20,7 +20,7 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.protocol import Protocol
-from benchmark.proxy import ProxyFeatures
+from benchmark.proxy import build_proxy
 from benchmark.run import RunSpec, load_protocol_data, resolve_device, run_one
 from benchmark.selection import create_selector
 from benchmark.sweep import Progress
@@ -48,8 +48,7 @@ def _proxy_task(protocol: Protocol, seed: int, cache_dir: Path, data_root: Path 
                 own: tuple[int, int] | None) -> int:
     """The shared proxy of `seed` (own=None), or the `own` (count, epochs) proxies a method trains itself."""
     data, _ = _data(protocol, cache_dir, data_root, threads)
-    features = ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
-                             lr=protocol.proxy_lr, batch_size=protocol.batch_size, cache_dir=cache_dir)
+    features = build_proxy(protocol, data, seed=seed, cache_dir=cache_dir)
     if own is None:
         features.embeddings()  # trains and caches it, or finds it cached
     else:
@@ -58,10 +57,11 @@ def _proxy_task(protocol: Protocol, seed: int, cache_dir: Path, data_root: Path 
 
 
 def _run_task(spec: RunSpec, protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: int,
-              proxy_seed: int | None) -> dict:
+              proxy_seed: int | None, eval_batch_size: int | None) -> dict:
     # proxy_seed is the proxy task's result: Ray starts this task only after its proxies are in the cache
     data, pool_indices = _data(protocol, cache_dir, data_root, threads)
-    return run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir)
+    return run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir,
+                   eval_batch_size=eval_batch_size)
 
 
 def failure_reason(error: Exception) -> str:
@@ -90,7 +90,8 @@ def _check_reachable(address: str | None, seconds: float = 5.0) -> None:
 
 
 def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,
-               data_root: Path | None, address: str | None, cpus_per_run: int) -> None:
+               data_root: Path | None, address: str | None, cpus_per_run: int,
+               eval_batch_size: int | None = None) -> None:
     try:
         import ray
     except ImportError:
@@ -126,7 +127,8 @@ def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol
             needs = (spec.seed, None) if spec.uses_proxy else (spec.seed, own) if own[0] else None
             if needs is not None and needs not in proxies:
                 proxies[needs] = proxy_task.remote(protocol, needs[0], cache_dir, data_root, threads, needs[1])
-            tasks[run_task.remote(spec, protocol, cache_dir, data_root, threads, proxies.get(needs))] = spec
+            tasks[run_task.remote(spec, protocol, cache_dir, data_root, threads, proxies.get(needs),
+                                  eval_batch_size)] = spec
             progress.start(spec)
         while tasks:
             ready, _ = ray.wait(list(tasks), num_returns=1, timeout=POLL_SECONDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -13,34 +14,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.attacks import fgsm_robustness
-from benchmark.data import ImageDataset, dataset_name, load_dataset, stratified_split
+from benchmark.data import ImageDataset, dataset_name, load_dataset, stratified_split, test_sha256
 from benchmark.errors import UserError
-from benchmark.models import build_model
+from benchmark.memory import PeakMemory
 from benchmark.protocol import Protocol
-from benchmark.proxy import PoolData, ProxyFeatures
-from benchmark.records import SCHEMA, environment, indices_sha256, now, record_path, write_arrays, write_json
+from benchmark.proxy import PoolData, build_proxy
+from benchmark.records import SCHEMA, artifact_path, environment, indices_sha256, now, record_path, write_json
+from benchmark.robustness import evaluate
 from benchmark.seeding import derive_seed
 from benchmark.selection import Selection, SelectionContext, Selector, create_selector, validate_selection
-from benchmark.train import TrainConfig, accuracy, train_model
+from benchmark.storage import read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
+from benchmark.train import accuracy, train_model
 
 log = logging.getLogger("benchmark")
+FEW_STEPS = 20  # a final training with fewer optimizer steps than this is flagged
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """auto (CUDA when available), cpu or cuda[:N]; anything else is refused before any work."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but CUDA is not available here: use --device cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {name!r}; use auto, cpu or cuda[:N]")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} asked for, but CUDA is not available here: use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def load_protocol_data(protocol: Protocol, *, device: torch.device, data_root: Path | None,
-                       cache_dir: Path) -> tuple[PoolData, np.ndarray]:
-    dataset = load_dataset(protocol.dataset, data_root=data_root, cache_dir=cache_dir)
+                       cache_dir: Path, download: bool = True) -> tuple[PoolData, np.ndarray]:
+    dataset = load_dataset(protocol.dataset, data_root=data_root, cache_dir=cache_dir, download=download)
     return prepare_data(dataset.limited(protocol.train_per_class, protocol.test_per_class), device)
 
 
@@ -54,6 +64,7 @@ def prepare_data(dataset: ImageDataset, device: torch.device) -> tuple[PoolData,
     train_float = dataset.train_images[pool].float() / 255
     data = PoolData(
         dataset=dataset.name, data_key=digest.hexdigest(), num_classes=dataset.num_classes,
+        class_names=dataset.class_names,
         pool_images=dataset.train_images[pool].to(device), pool_labels=dataset.train_labels[pool].to(device),
         val_images=dataset.train_images[validation].to(device),
         val_labels=dataset.train_labels[validation].to(device),
@@ -67,20 +78,22 @@ def budget_for(pool_size: int, fraction: float) -> int:
 
 
 def select_coreset(*, selector: Selector, data: PoolData, protocol: Protocol, fraction: float, seed: int,
-                   cache_dir: Path, balance: bool = True) -> tuple[Selection, float]:
-    """Runs a selector on the pool and validates what it returns. Seconds exclude proxy training, which
-    is shared by every method and cached."""
-    features = ProxyFeatures(data, model=protocol.model, seed=seed, epochs=protocol.proxy_epochs,
-                             lr=protocol.proxy_lr, batch_size=protocol.batch_size, cache_dir=cache_dir)
+                   cache_dir: Path, balance: bool = True) -> tuple[Selection, float, float]:
+    """Runs a selector on the pool and validates what it returns. Returns the selection, the selector's
+    seconds (proxy training excluded: it is shared and cached) and the seconds spent training proxies."""
+    features = build_proxy(protocol, data, seed=seed, cache_dir=cache_dir)
+    budget, pool_size = budget_for(len(data.pool_labels), fraction), len(data.pool_labels)
     context = SelectionContext(labels=data.pool_labels.cpu().numpy(), num_classes=data.num_classes,
-                               budget=budget_for(len(data.pool_labels), fraction), seed=seed, features=features,
-                               balance=balance, device=data.pool_images.device)
+                               budget=budget, seed=seed, features=features, balance=balance,
+                               device=data.pool_images.device)
     if selector.uses_proxy:
         context.embeddings()  # train or load the shared proxy outside the selector's timing
+    proxy_seconds = features.training_seconds
     started = time.perf_counter()
     selection = selector.select(context)
-    seconds = time.perf_counter() - started
-    return validate_selection(selection, context, selector.name), seconds
+    seconds = time.perf_counter() - started - (features.training_seconds - proxy_seconds)
+    selection = validate_selection(selection, budget=budget, pool_size=pool_size, method=selector.name)
+    return selection, max(seconds, 0.0), features.training_seconds
 
 
 def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protocol, seed: int,
@@ -96,19 +109,18 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
     best = None
     grid = []
     for i, lr in enumerate(protocol.lrs):
-        config = TrainConfig(epochs=protocol.epochs, lr=lr, batch_size=protocol.batch_size,
-                             momentum=protocol.momentum, nesterov=protocol.nesterov,
-                             weight_decay=protocol.weight_decay)
-        model = build_model(protocol.model, data.num_classes, data.mean, data.std, seed=derive_seed(seed, "init"))
-        model = train_model(model.to(images.device), images, labels, config, seed=seed, purpose="training",
-                            desc=f"train lr={lr:g}", sample_weights=weights,
-                            checkpoint=checkpoints / f"lr{i}.pt" if checkpoints else None)
+        model = data.build_model(protocol.model, derive_seed(seed, "init"))
+        model = train_model(model.to(images.device), images, labels, protocol.train_config(lr, len(images)), seed=seed,
+                            purpose="training", desc=f"train lr={lr:g}", sample_weights=weights,
+                            checkpoint=checkpoints / f"lr{i}.checkpoint" if checkpoints else None)
         val_accuracy = accuracy(model, data.val_images, data.val_labels)
         grid.append({"lr": lr, "validation_accuracy": val_accuracy})
         if best is None or val_accuracy > best[1]:
             best = (model, val_accuracy, lr)
     model, val_accuracy, lr = best
-    return {"model": model, "seconds": time.perf_counter() - started, "lr": lr,
+    epochs = protocol.epochs_for(len(images))
+    steps = epochs * max(1, math.ceil(len(images) / protocol.batch_size))
+    return {"model": model, "seconds": time.perf_counter() - started, "lr": lr, "steps": steps, "epochs": epochs,
             "validation_accuracy": val_accuracy, "lr_grid": grid}
 
 
@@ -145,57 +157,106 @@ def run_spec(*, method: str, params: dict, protocol: Protocol, fraction: float, 
 
 
 def _saved_selection(spec: RunSpec, *, selector: Selector, data: PoolData, protocol: Protocol,
-                     cache_dir: Path) -> tuple[Selection, float]:
-    """The run's selection: made once and kept in its partial state, so a resumed run trains on the same one."""
-    saved = spec.partial / "selection.npz"
-    if saved.exists():
+                     cache_dir: Path) -> tuple[Selection, float, float]:
+    """The run's selection: made once and kept (sealed) in its partial state, so a resumed run trains on the same
+    one; a damaged saved selection is made again."""
+    saved = spec.partial / "selection.sealed"
+    pool_size = len(data.pool_labels)
+    stored = read_arrays_sealed(saved) if saved.exists() else None
+    if stored is not None:
         try:
-            with np.load(saved) as stored:
-                optional = {name: stored[name] for name in ("weights", "scores") if name in stored.files}
-                return Selection(stored["indices"], **optional), float(stored["seconds"])
-        except Exception as error:  # written atomically: only outside damage gets here
-            log.warning("saved selection %s is unreadable (%s); selecting again", saved, error)
-    selection, seconds = select_coreset(selector=selector, data=data, protocol=protocol, fraction=spec.fraction,
-                                        seed=spec.seed, cache_dir=cache_dir)
+            optional = {name: stored[name] for name in ("weights", "scores") if name in stored}
+            selection = validate_selection(Selection(stored["indices"], **optional),
+                                           budget=budget_for(pool_size, spec.fraction), pool_size=pool_size,
+                                           method=spec.method)
+            return selection, float(stored["seconds"]), 0.0
+        except (KeyError, UserError) as error:
+            log.warning("saved selection %s is not usable (%s); selecting again", saved, error)
+    selection, seconds, proxy_seconds = select_coreset(selector=selector, data=data, protocol=protocol,
+                                                       fraction=spec.fraction, seed=spec.seed, cache_dir=cache_dir,
+                                                       balance=protocol.balance)
     optional = {name: value for name, value in (("weights", selection.weights), ("scores", selection.scores))
                 if value is not None}
-    write_arrays(saved, indices=selection.indices, seconds=np.float64(seconds), **optional)
-    return selection, seconds
+    write_arrays_sealed(saved, indices=selection.indices, seconds=np.float64(seconds), **optional)
+    return selection, seconds, proxy_seconds
+
+
+def chance_threshold(num_classes: int, test_size: int) -> float:
+    """Clean accuracy at or below which a model is indistinguishable from guessing: chance plus three binomial
+    standard deviations of the test set's size."""
+    chance = 1 / num_classes
+    return chance + 3 * math.sqrt(chance * (1 - chance) / max(test_size, 1))
+
+
+def run_flags(*, clean: float, num_classes: int, test_size: int, top_share: float, steps: int,
+              checks: list[dict]) -> list[dict]:
+    """What is wrong with a run, loudly: near-chance models, one-class predictors, too few optimizer steps, and
+    failed sanity checks of the attacks (possible gradient masking)."""
+    flags = []
+    threshold = chance_threshold(num_classes, test_size)
+    if clean <= threshold:
+        flags.append({"code": "chance-level", "detail": f"clean accuracy {100 * clean:.1f} % is within three "
+                      f"standard deviations of chance ({100 / num_classes:.1f} %, threshold {100 * threshold:.1f} %)"})
+    if top_share >= 0.9:
+        flags.append({"code": "one-class", "detail": f"{100 * top_share:.0f} % of the test predictions are one "
+                      f"class"})
+    if steps < FEW_STEPS:
+        flags.append({"code": "few-steps", "detail": f"the final training took {steps} optimizer steps (fewer "
+                      f"than {FEW_STEPS})"})
+    return flags + sanity_flags(checks)
+
+
+def sanity_flags(checks: list[dict]) -> list[dict]:
+    """One flag naming every failed sanity check of the attacks (none when all passed)."""
+    failed = [c for c in checks if not c["passed"]]
+    if not failed:
+        return []
+    return [{"code": "sanity-check", "detail": "; ".join(
+        f"{c['check']}{' (' + c['attack'] + ')' if c['attack'] else ''}: {c['detail']}" for c in failed)}]
 
 
 def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
-            cache_dir: Path) -> dict:
+            cache_dir: Path, eval_batch_size: int | None = None) -> dict:
     """Selects, trains, attacks and writes the record. Everything on the way is saved under `spec.partial`
     (the selection, a checkpoint per epoch), so a killed run resumes where it was; the record is written
     last and the partial state is removed after it."""
     selector = create_selector(spec.method, spec.params)
+    device = data.pool_images.device
+    memory = PeakMemory(device)
     try:
-        selection, selection_seconds = _saved_selection(spec, selector=selector, data=data, protocol=protocol,
-                                                        cache_dir=cache_dir)
-        trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=spec.seed,
-                                     checkpoints=spec.partial)
+        with memory.phase("selection"):
+            selection, selection_seconds, proxy_seconds = _saved_selection(
+                spec, selector=selector, data=data, protocol=protocol, cache_dir=cache_dir)
+        with memory.phase("training"):
+            trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=spec.seed,
+                                         checkpoints=spec.partial)
+        model = trained["model"]
+        with memory.phase("evaluation"):
+            measured = evaluate(model, data.test_images, data.test_labels, protocol.suite(), seed=spec.seed,
+                                batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images)
     except UserError:
         remove_partial(spec)  # bad input fails the same way every time: nothing of it is worth keeping
         raise
     except BaseException:
         _remove_if_empty(spec.partial, spec.partial.parent)  # what was saved stays for the resume; empty folders do not
         raise
-    model = trained["model"]
-    clean = accuracy(model, data.test_images, data.test_labels)
-    attacks = fgsm_robustness(model, data.test_images, data.test_labels, list(protocol.eps))
 
     path = spec.record
-    artifact = path.with_name(path.stem + ".selection.npz")
     arrays = {"pool_indices": selection.indices, "train_indices": pool_indices[selection.indices]}
     if selection.weights is not None:
         arrays["weights"] = selection.weights
     if selection.scores is not None:
         arrays["scores"] = selection.scores
+    gallery = measured.pop("gallery")
+    evaluation = measured["evaluation"]
+    evaluation["test_sha256"] = test_sha256(data.test_images, data.test_labels)
+    predictions = evaluation.pop("top_prediction_share")
     record = {
         "schema": SCHEMA,
         "method": spec.method,
         "method_params": spec.params,
         "paper": selector.paper,
+        "paper_url": selector.url,
         "dataset": data.dataset,
         "model": protocol.model,
         "preset": protocol.preset,
@@ -205,20 +266,37 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         "budget": int(len(selection.indices)),
         "pool_size": int(len(data.pool_labels)),
         "selection": {"indices_sha256": indices_sha256(selection.indices), "seconds": selection_seconds,
-                      "weighted": selection.weights is not None, "artifact": artifact.name},
-        "training": {"epochs": protocol.epochs, "lr": trained["lr"], "lr_grid": trained["lr_grid"],
+                      "proxy_training_seconds": proxy_seconds, "weighted": selection.weights is not None,
+                      "artifact": artifact_path(path, "selection").name},
+        "training": {"epochs": trained["epochs"], "lr": trained["lr"], "lr_grid": trained["lr_grid"],
                      "optimizer": (f"SGD momentum {protocol.momentum}, nesterov {protocol.nesterov}, "
                                    f"weight decay {protocol.weight_decay}, cosine schedule"),
-                     "batch_size": protocol.batch_size, "seconds": trained["seconds"],
+                     "batch_size": protocol.batch_size, "steps": trained["steps"], "seconds": trained["seconds"],
                      "validation_accuracy": trained["validation_accuracy"]},
-        "clean_accuracy": clean,
-        "attacks": attacks,
-        "environment": environment(data.pool_images.device),
+        "model_weights": {"artifact": artifact_path(path, "model").name, "sha256": "", "format": "safetensors",
+                          "image_size": data.image_size, "num_classes": data.num_classes},
+        "clean_accuracy": measured["clean_accuracy"],
+        "evaluation": evaluation,
+        "attacks": measured["attacks"],
+        "worst_case": measured["worst_case"],
+        "checks": measured["checks"],
+        "flags": run_flags(clean=measured["clean_accuracy"], num_classes=data.num_classes,
+                           test_size=len(data.test_labels), top_share=predictions, steps=trained["steps"],
+                           checks=measured["checks"]),
+        "environment": {**environment(device), "peak_memory_mb": memory.phases},
         "created": now(),
     }
-    write_arrays(artifact, **arrays)  # the record is complete before anything is written; the record goes last
+    # artifacts first, the record last: a record on disk always has its files beside it
+    write_npz(artifact_path(path, "selection"), **arrays)
+    record["model_weights"]["sha256"] = write_weights(artifact_path(path, "model"), model.state_dict())
+    if gallery is not None:
+        write_npz(artifact_path(path, "gallery"), class_names=np.asarray(data.class_names), **gallery)
+        record["gallery"] = {"artifact": artifact_path(path, "gallery").name, "attack": gallery["attack"],
+                             "eps": [float(e) for e in gallery["eps"]]}
     write_json(record, path)
     remove_partial(spec)
+    for flag in record["flags"]:
+        log.warning("WARNING: %s is flagged %s: %s", spec.label, flag["code"], flag["detail"])
     return record
 
 

@@ -1,18 +1,18 @@
 """The selector protocol: what a selector receives (`SelectionContext`), what it returns (`Selection`),
 how it is registered and found, and the checks every selection passes before anything trains on it.
 
-A selector is a frozen dataclass in one file of `methods/` (or in any installed package that declares
-an entry point in the group ``coreset_bench.selectors``). Its fields are its parameters; they are
-written into the run record, so runs with different settings never share a record.
+A selector is a frozen dataclass in one file of `benchmark.methods` (the repository's `methods/`), or in any
+installed package that declares an entry point in the group ``coreset_bench.selectors``. Its fields are its
+parameters; they are checked when it is built (`__post_init__`) and written into the run record, so runs
+with different settings never share a record.
+
+A context hands out copies of what the harness holds (labels and budgets read-only, images and validation
+labels cloned), so a selector cannot change what is trained on or what another selector sees.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.metadata
-import pkgutil
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -22,9 +22,8 @@ import torch
 
 from benchmark.data import stratified_counts
 from benchmark.errors import UserError
+from benchmark.registry import Registry
 from benchmark.seeding import numpy_rng, torch_generator
-
-ENTRY_POINT_GROUP = "coreset_bench.selectors"
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,26 @@ class ValidationOutputs:
     probabilities: torch.Tensor
 
 
+@dataclass(frozen=True)
+class TrainingDynamics:
+    """What the shared proxy saw of each pool point while it trained, recorded from the training forward
+    passes themselves (augmented images, train-mode batch norm, the weights before that step's update), as
+    Toneva et al. and Pleiss et al. record them. Rows are proxy epochs, columns pool points:
+
+    - `correct`: whether the point was classified correctly when it was presented (bool, E x N),
+    - `margin`: its logit minus the largest other logit (AUM's margin; float32, E x N),
+    - `loss`: its cross-entropy loss (float32, E x N); exp(-loss) is the probability of its label.
+    """
+
+    correct: torch.Tensor
+    margin: torch.Tensor
+    loss: torch.Tensor
+
+    @property
+    def epochs(self) -> int:
+        return self.correct.shape[0]
+
+
 class FeatureSource(Protocol):
     """Where a context gets model-derived quantities. The harness passes a lazily trained, cached
     proxy (`benchmark.proxy.ProxyFeatures`); `ArrayFeatures` wraps plain arrays."""
@@ -54,6 +73,10 @@ class FeatureSource(Protocol):
     def probabilities(self) -> torch.Tensor: ...
 
     def validation(self) -> ValidationOutputs: ...
+
+    def training_dynamics(self) -> TrainingDynamics: ...
+
+    def proxy_model(self) -> torch.nn.Module: ...
 
     def pool_images(self) -> torch.Tensor: ...
 
@@ -73,71 +96,92 @@ def _as_float_tensor(values, what: str) -> torch.Tensor:
 class ArrayFeatures:
     """Features given as arrays: for toy data in tests and for selecting on anyone's own features."""
 
-    def __init__(self, embeddings=None, probabilities=None, validation: ValidationOutputs | None = None):
+    def __init__(self, embeddings=None, probabilities=None, validation: ValidationOutputs | None = None,
+                 training_dynamics: TrainingDynamics | None = None, model: torch.nn.Module | None = None,
+                 images: torch.Tensor | None = None):
         self._embeddings = None if embeddings is None else _as_float_tensor(embeddings, "embeddings")
         self._probabilities = None if probabilities is None else _as_float_tensor(probabilities, "probabilities")
         self._validation = validation
+        self._dynamics = training_dynamics
+        self._model = model
+        self._images = images
 
     def _missing(self, what: str):
         return UserError(f"this selector needs {what}, but the context was built from arrays without them: "
                          f"pass {what} to SelectionContext.from_arrays")
 
+    def _given(self, value, what: str):
+        if value is None:
+            raise self._missing(what)
+        return value
+
     def embeddings(self) -> torch.Tensor:
-        if self._embeddings is None:
-            raise self._missing("embeddings")
-        return self._embeddings
+        return self._given(self._embeddings, "embeddings")
 
     def probabilities(self) -> torch.Tensor:
-        if self._probabilities is None:
-            raise self._missing("probabilities")
-        return self._probabilities
+        return self._given(self._probabilities, "probabilities")
 
     def validation(self) -> ValidationOutputs:
-        if self._validation is None:
-            raise self._missing("validation outputs")
-        return self._validation
+        return self._given(self._validation, "validation outputs")
+
+    def training_dynamics(self) -> TrainingDynamics:
+        return self._given(self._dynamics, "training_dynamics")
+
+    def proxy_model(self) -> torch.nn.Module:
+        return self._given(self._model, "model")
 
     def pool_images(self) -> torch.Tensor:
-        raise self._missing("images (build the context from a dataset)")
+        return self._given(self._images, "images")
 
     def proxy_models(self, count: int, epochs: int) -> list[torch.nn.Module]:
         raise self._missing("proxy models (build the context from a dataset)")
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.array(array, copy=True)
+    array.setflags(write=False)
+    return array
+
+
 class SelectionContext:
-    """Everything a selector may use: labels, budgets, a seeded RNG and lazily computed proxy outputs."""
+    """Everything a selector may use: labels, budgets, a seeded RNG and lazily computed proxy outputs.
+    Sizes and budgets are read-only; arrays are read-only copies; tensors are the context's own."""
 
     def __init__(self, *, labels, num_classes: int, budget: int, seed: int, features: FeatureSource,
                  balance: bool = True, class_budgets=None, device: str | torch.device = "cpu"):
-        self.labels = np.asarray(labels, dtype=np.int64)
-        if self.labels.ndim != 1 or len(self.labels) == 0:
-            raise UserError("labels must be a non-empty 1-D array")
-        if self.labels.min() < 0 or self.labels.max() >= num_classes:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) == 0 or not np.issubdtype(labels.dtype, np.integer):
+            raise UserError("labels must be a non-empty 1-D array of integers")
+        if labels.min() < 0 or labels.max() >= num_classes:
             raise UserError(f"labels must lie in 0..{num_classes - 1}")
-        if not 1 <= budget <= len(self.labels):
-            raise UserError(f"budget {budget} must be between 1 and the pool size {len(self.labels)}")
-        self.num_classes = int(num_classes)
-        self.budget = int(budget)
-        self.seed = int(seed)
-        self.balance = bool(balance)
+        if not 1 <= budget <= len(labels):
+            raise UserError(f"budget {budget} must be between 1 and the pool size {len(labels)}")
+        self._labels = _read_only(labels.astype(np.int64))
+        self._num_classes = int(num_classes)
+        self._budget = int(budget)
+        self._seed = int(seed)
+        self._balance = bool(balance)
         self.device = torch.device(device)
-        self.features = features
+        self._features = features
         self.rng = numpy_rng(seed, "selection")
         if class_budgets is None:
-            class_budgets = stratified_counts(self.labels, self.num_classes, self.budget)
-        self.class_budgets = np.asarray(class_budgets, dtype=np.int64)
+            class_budgets = stratified_counts(self._labels, self._num_classes, self._budget)
+        self._class_budgets = _read_only(np.asarray(class_budgets, dtype=np.int64))
         self._check_class_budgets()
         self._cache: dict[str, Any] = {}
 
     @classmethod
     def from_arrays(cls, *, labels, budget: int, seed: int = 0, num_classes: int | None = None,
                     embeddings=None, probabilities=None, validation: ValidationOutputs | None = None,
-                    balance: bool = True, class_budgets=None) -> SelectionContext:
-        """A context with no dataset and no model: selectors run on the features given here."""
+                    training_dynamics: TrainingDynamics | None = None, model: torch.nn.Module | None = None,
+                    images: torch.Tensor | None = None, balance: bool = True,
+                    class_budgets=None) -> SelectionContext:
+        """A context with no dataset: selectors run on the features (and, where given, model, images and
+        training dynamics) passed here."""
         labels = np.asarray(labels, dtype=np.int64)
         if num_classes is None:
             num_classes = int(labels.max()) + 1 if len(labels) else 0
-        features = ArrayFeatures(embeddings, probabilities, validation)
+        features = ArrayFeatures(embeddings, probabilities, validation, training_dynamics, model, images)
         for name, tensor in (("embeddings", features._embeddings), ("probabilities", features._probabilities)):
             if tensor is not None and len(tensor) != len(labels):
                 raise UserError(f"{name} have {len(tensor)} rows but there are {len(labels)} labels")
@@ -145,42 +189,72 @@ class SelectionContext:
                    balance=balance, class_budgets=class_budgets)
 
     def _check_class_budgets(self) -> None:
-        if self.class_budgets.shape != (self.num_classes,) or (self.class_budgets < 0).any():
-            raise UserError(f"class budgets must be {self.num_classes} non-negative integers")
-        if self.balance and self.class_budgets.sum() != self.budget:
-            raise UserError(f"class budgets sum to {self.class_budgets.sum()}, not the budget {self.budget}")
-        counts = np.bincount(self.labels, minlength=self.num_classes)
-        short = np.flatnonzero(self.class_budgets > counts)
-        if self.balance and len(short):
+        if self._class_budgets.shape != (self._num_classes,) or (self._class_budgets < 0).any():
+            raise UserError(f"class budgets must be {self._num_classes} non-negative integers")
+        if self._balance and self._class_budgets.sum() != self._budget:
+            raise UserError(f"class budgets sum to {self._class_budgets.sum()}, not the budget {self._budget}")
+        counts = np.bincount(self._labels, minlength=self._num_classes)
+        short = np.flatnonzero(self._class_budgets > counts)
+        if self._balance and len(short):
             c = int(short[0])
-            raise UserError(f"class {c} has {counts[c]} points but a budget of {self.class_budgets[c]}: "
-                            f"lower the fraction or select with balance=False")
+            raise UserError(f"class {c} has {counts[c]} points but a budget of {self._class_budgets[c]}: "
+                            f"lower the fraction or select with --unbalanced (over the whole pool)")
 
-    # --- sizes and groups -------------------------------------------------------------------------
+    # --- sizes and groups (read-only) -------------------------------------------------------------
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @property
+    def budget(self) -> int:
+        return self._budget
+
+    @property
+    def class_budgets(self) -> np.ndarray:
+        return self._class_budgets
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def balance(self) -> bool:
+        return self._balance
+
     @property
     def pool_size(self) -> int:
-        return len(self.labels)
+        return len(self._labels)
+
+    def labels_tensor(self) -> torch.Tensor:
+        """The labels as an int64 tensor on `device` (a copy)."""
+        return torch.tensor(self._labels, device=self.device)
 
     def class_indices(self, c: int) -> np.ndarray:
-        return np.flatnonzero(self.labels == c)
+        return np.flatnonzero(self._labels == c)
 
     def groups(self) -> Iterator[tuple[np.ndarray, int]]:
         """(pool indices, budget) pairs to select within: one per class when balanced, else the pool."""
-        if self.balance:
-            for c in range(self.num_classes):
-                if self.class_budgets[c] > 0:
-                    yield self.class_indices(c), int(self.class_budgets[c])
+        if self._balance:
+            for c in range(self._num_classes):
+                if self._class_budgets[c] > 0:
+                    yield self.class_indices(c), int(self._class_budgets[c])
         else:
-            yield np.arange(self.pool_size), self.budget
+            yield np.arange(self.pool_size), self._budget
 
     def torch_generator(self, purpose: str = "selection") -> torch.Generator:
-        return torch_generator(self.seed, purpose)
+        return torch_generator(self._seed, purpose)
 
     # --- proxy outputs (lazy, cached) -------------------------------------------------------------
     def _cached(self, key: str, compute):
         if key not in self._cache:
             value = compute()
-            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            tensors = dataclasses.astuple(value) if dataclasses.is_dataclass(value) else (value,)
+            if any(isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+                   for t in tensors):
                 # a diverged proxy: no selector can mean anything by NaN distances or scores
                 raise UserError(f"the proxy's {key} contain NaN or infinite values (its training diverged): lower "
                                 f"the proxy's learning rate or batch size, then run again")
@@ -189,33 +263,47 @@ class SelectionContext:
 
     def embeddings(self) -> torch.Tensor:
         """Penultimate-layer features of the proxy on the pool, N x D, float32 on `device`."""
-        return self._cached("embeddings", lambda: self.features.embeddings().to(self.device, torch.float32))
+        return self._cached("embeddings", lambda: self._features.embeddings().to(self.device, torch.float32))
 
     def probabilities(self) -> torch.Tensor:
         """Softmax outputs of the proxy on the pool, N x C, float32 on `device`."""
         return self._cached("probabilities",
-                            lambda: self.features.probabilities().to(self.device, torch.float32))
+                            lambda: self._features.probabilities().to(self.device, torch.float32))
 
     def validation(self) -> ValidationOutputs:
         def move():
-            v = self.features.validation()
-            return ValidationOutputs(v.labels.to(self.device), v.embeddings.to(self.device, torch.float32),
+            v = self._features.validation()
+            return ValidationOutputs(v.labels.to(self.device).clone(), v.embeddings.to(self.device, torch.float32),
                                      v.probabilities.to(self.device, torch.float32))
         return self._cached("validation", move)
+
+    def training_dynamics(self) -> TrainingDynamics:
+        """Per epoch and pool point, what the shared proxy saw while training (see `TrainingDynamics`)."""
+        def move():
+            d = self._features.training_dynamics()
+            return TrainingDynamics(d.correct.to(self.device), d.margin.to(self.device, torch.float32),
+                                    d.loss.to(self.device, torch.float32))
+        return self._cached("training dynamics", move)
 
     def gradient_embeddings(self, indices=None) -> torch.Tensor:
         """Closed-form gradient of the cross-entropy loss w.r.t. the proxy's last linear layer:
         [dL/db, dL/dW] = [p - y, (p - y) outer h], flattened to C + C*D columns."""
         index = slice(None) if indices is None else torch.as_tensor(np.asarray(indices), device=self.device)
-        labels = torch.as_tensor(self.labels, device=self.device)[index]
-        return last_layer_gradients(self.embeddings()[index], self.probabilities()[index], labels)
+        return last_layer_gradients(self.embeddings()[index], self.probabilities()[index],
+                                    self.labels_tensor()[index])
+
+    def proxy_model(self) -> torch.nn.Module:
+        """The shared proxy itself (eval mode, a fresh copy), for selectors that need gradients of the
+        network, not only its outputs."""
+        return self._features.proxy_model()
 
     def pool_images(self) -> torch.Tensor:
-        return self.features.pool_images()
+        """The pool's images, uint8 N x 3 x H x W (a copy)."""
+        return self._features.pool_images().clone()
 
     def proxy_models(self, count: int, epochs: int) -> list[torch.nn.Module]:
         """`count` proxies from distinct derived seeds, each trained `epochs` epochs on the pool (cached)."""
-        return self.features.proxy_models(count, epochs)
+        return self._features.proxy_models(count, epochs)
 
 
 def keep_highest(context: SelectionContext, scores: np.ndarray) -> Selection:
@@ -235,7 +323,8 @@ def last_layer_gradients(embeddings: torch.Tensor, probabilities: torch.Tensor,
 # --- selectors and their registry ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Selector:
-    """Base of every selector. Subclasses are frozen dataclasses whose fields are their parameters."""
+    """Base of every selector. Subclasses are frozen dataclasses whose fields are their parameters; they
+    check them in `__post_init__` (raise ValueError), so a bad value fails before any data loads."""
 
     name: ClassVar[str]
     paper: ClassVar[str]
@@ -255,86 +344,24 @@ class Selector:
         return 0, 0
 
 
-_REGISTRY: dict[str, type[Selector]] = {}
-_discovered = False
-
-
-def register(cls: type[Selector]) -> type[Selector]:
-    """Class decorator: makes a selector available under `cls.name`."""
-    for attribute in ("name", "paper"):  # the leaderboard cites the paper of every method it ranks
-        value = getattr(cls, attribute, None)
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"selector {cls.__qualname__} needs a class attribute `{attribute}` (a non-empty string)")
-    name = cls.name
-    if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
-        warnings.warn(f"selector {name!r} registered twice; {cls.__module__}.{cls.__qualname__} replaces "
-                      f"{_REGISTRY[name].__module__}.{_REGISTRY[name].__qualname__}", stacklevel=2)
-    _REGISTRY[name] = cls
-    return cls
-
-
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    import methods
-
-    for module in pkgutil.iter_modules(methods.__path__):
-        importlib.import_module(f"methods.{module.name}")
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = entry_point.load()
-            if isinstance(loaded, type) and issubclass(loaded, Selector):
-                register(loaded)
-        except Exception as error:  # a broken plug-in must not take the benchmark down with it
-            warnings.warn(f"selector plug-in {entry_point.name!r} failed to load: {error}", stacklevel=2)
-
-
-def available_selectors() -> dict[str, type[Selector]]:
-    _discover()
-    return dict(sorted(_REGISTRY.items()))
+SELECTORS = Registry("method", "benchmark.methods", "coreset_bench.selectors")
+ENTRY_POINT_GROUP = SELECTORS.group
+register = SELECTORS.register
+available_selectors = SELECTORS.available
 
 
 def create_selector(name: str, params: dict[str, Any] | None = None) -> Selector:
-    """The one factory: unknown names and unknown or ill-typed parameters fail with what is known."""
-    selectors = available_selectors()
-    if name not in selectors:
-        raise UserError(f"unknown method {name!r}; known methods: {', '.join(selectors)}")
-    cls = selectors[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    converted = {}
-    for key, value in (params or {}).items():
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise UserError(f"method {name!r} has no parameter {key!r}; its parameters: {known}")
-        converted[key] = _convert(value, fields[key], name)
-    try:
-        return cls(**converted)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"method {name!r}: {error}") from None
+    """The one factory: unknown names and unknown, ill-typed or invalid parameters fail with what is known."""
+    return SELECTORS.create(name, params)
 
 
-def _convert(value: Any, field: dataclasses.Field, method: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "str")
-    try:
-        if kind == "bool":
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-    except ValueError:
-        raise UserError(f"method {method!r}: parameter {field.name} must be {kind}, got {value!r}") from None
-    return value
-
-
-def validate_selection(selection: Selection, context: SelectionContext, method: str) -> Selection:
-    """Every selection is checked here: integer, unique, in range, exactly the budget unless weighted."""
+def validate_selection(selection: Selection, context: SelectionContext | None = None, method: str = "", *,
+                       budget: int | None = None, pool_size: int | None = None) -> Selection:
+    """Every selection is checked here: integer, unique, in range, exactly the budget unless weighted; weights
+    finite, non-negative and not all zero. The harness passes the budget and pool size it set itself (not
+    whatever the selector's context says); tests may pass the context instead."""
+    budget = context.budget if budget is None else budget
+    pool_size = context.pool_size if pool_size is None else pool_size
     def fail(problem: str):
         raise UserError(f"selector {method!r} returned {problem}")
 
@@ -346,23 +373,25 @@ def validate_selection(selection: Selection, context: SelectionContext, method: 
     if indices.size and not np.issubdtype(indices.dtype, np.integer):
         fail(f"indices of type {indices.dtype}; expected integers")
     indices = indices.astype(np.int64)
-    if indices.size and (indices.min() < 0 or indices.max() >= context.pool_size):
-        fail(f"indices outside 0..{context.pool_size - 1}")
+    if indices.size and (indices.min() < 0 or indices.max() >= pool_size):
+        fail(f"indices outside 0..{pool_size - 1}")
     if len(np.unique(indices)) != len(indices):
         fail(f"{len(indices) - len(np.unique(indices))} duplicate indices")
     weights = selection.weights
     if weights is None:
-        if len(indices) != context.budget:
-            fail(f"{len(indices)} indices for a budget of {context.budget}")
+        if len(indices) != budget:
+            fail(f"{len(indices)} indices for a budget of {budget}")
     else:
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != indices.shape or not np.isfinite(weights).all() or (weights < 0).any():
             fail("weights that are not one finite non-negative number per index")
-        if not 1 <= len(indices) <= context.budget:
-            fail(f"{len(indices)} weighted indices for a budget of {context.budget}")
+        if not weights.sum() > 0:
+            fail("weights that are all zero (nothing would be trained on)")
+        if not 1 <= len(indices) <= budget:
+            fail(f"{len(indices)} weighted indices for a budget of {budget}")
     scores = selection.scores
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64)
-        if scores.shape != (context.pool_size,):
-            fail(f"scores of shape {scores.shape}; expected one per pool point ({context.pool_size})")
+        if scores.shape != (pool_size,):
+            fail(f"scores of shape {scores.shape}; expected one per pool point ({pool_size})")
     return Selection(indices=indices, weights=weights, scores=scores)

@@ -1,5 +1,6 @@
 """Sweeps: the grid of a protocol (methods x fractions x seeds) expanded once, checked against what is on
-disk, and run one run at a time here (`run_local`) or as Ray tasks (`benchmark.ray_executor`).
+disk, and run one run at a time here (`run_local`) or as Ray tasks (`benchmark.ray_executor`). `sweep()` is
+the whole thing as one call that returns a `SweepResult`; the CLI's `run` and `sweep` only print it.
 
 Whatever kills a sweep, running it again finishes it: finished runs have their record and are skipped,
 an unfinished one resumes from its partial state (selection, per-epoch checkpoints), and the shared proxy
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from benchmark.errors import UserError
 from benchmark.models import check_model_name
+from benchmark.progress import format_duration, interval
 from benchmark.protocol import Protocol
-from benchmark.run import RunSpec, load_protocol_data, remove_partial, run_one, run_spec
-from benchmark.schema import load_records
+from benchmark.run import RunSpec, load_protocol_data, remove_partial, resolve_device, run_one, run_spec
+from benchmark.schema import SchemaError, load_records
 from benchmark.selection import available_selectors, create_selector
+from benchmark.storage import ensure_writable, read_checkpoint, remove_stale_temporaries
 
 log = logging.getLogger("benchmark")
 
@@ -55,7 +58,7 @@ def method_params(methods: list[str], given: list[tuple[str, str]]) -> dict[str,
 
 def expand_grid(protocol: Protocol, methods: list[str], params: dict[str, dict], out: Path) -> list[RunSpec]:
     """Every run of the sweep, seed by seed (so each seed's runs, and its proxy, come together); a
-    `whole_pool` method (full) runs once per seed. Unknown or ill-typed parameters fail here, at once."""
+    `whole_pool` method (full) runs once per seed. Unknown or invalid parameters fail here, at once."""
     check_model_name(protocol.model)
     specs = []
     for seed in protocol.seeds:
@@ -77,8 +80,9 @@ def existing_records(specs: list[RunSpec]) -> dict[Path, dict]:
 
 @dataclass
 class Progress:
-    """Runs done / running / left, and the time left, estimated from the finished runs' pace per unit of
-    work (a run's work is taken as proportional to its fraction: its coreset size)."""
+    """Runs done / running / left, and the time left, estimated from the finished runs' own time per unit of
+    work (a run's work is taken as proportional to its fraction); proxy trainings, done once per seed, are
+    left out of the pace."""
 
     total: int
     done_before: int
@@ -90,30 +94,33 @@ class Progress:
     started: float = field(default_factory=lambda: time.monotonic())
 
     def __post_init__(self):
-        self._pace_from = None  # the first run's start: loading data and starting Ray do not count in the pace
         self._work_done = 0.0
+        self._run_seconds = 0.0
         self._work_left = sum(spec.fraction for spec in self.pending)
-        self._bar = tqdm(total=len(self.pending), desc="sweep", unit="run", disable=None, leave=False)
+        self._starts: dict[Path, float] = {}
 
     def start(self, spec: RunSpec) -> None:
-        if self._pace_from is None:
-            self._pace_from = time.monotonic()
         self.in_flight.add(spec.record)
-        self.refresh()
+        self._starts[spec.record] = time.monotonic()
 
     def finish(self, spec: RunSpec, record: dict | None, error: str | None = None) -> None:
         self.in_flight.discard(spec.record)
         self._work_left -= spec.fraction
+        took = time.monotonic() - self._starts.pop(spec.record, time.monotonic())
         if error is None:
             self.finished += 1
             self._work_done += spec.fraction
-            attacks = ", ".join(f"{a['eps'] * 255:g}/255 {100 * a['accuracy']:.1f}%" for a in record["attacks"])
-            outcome = f"clean {100 * record['clean_accuracy']:.1f}%, FGSM {attacks} -> {spec.record.name}"
+            self._run_seconds += max(0.0, took - record["selection"].get("proxy_training_seconds", 0.0))
+            worst = {w["eps"]: w["accuracy"] for w in record.get("worst_case", []) if w["threat"] == "Linf"}
+            if not worst:  # a version-1 record
+                worst = {a["eps"]: a["accuracy"] for a in record["attacks"]}
+            robust = ", ".join(f"{eps * 255:g}/255 {100 * acc:.1f}%" for eps, acc in worst.items())
+            flags = f" [flagged: {', '.join(f['code'] for f in record.get('flags', []))}]" if record.get("flags") \
+                else ""
+            outcome = f"clean {100 * record['clean_accuracy']:.1f}%, worst case {robust}{flags} -> {spec.record.name}"
         else:
             self.failures.append((spec, error))
             outcome = f"FAILED: {error}"
-        self._bar.update(1)
-        self.refresh()
         log.info("[%s] %s: %s", self.summary(), spec.label, outcome)
 
     def summary(self) -> str:
@@ -128,44 +135,67 @@ class Progress:
 
     def eta(self) -> str:
         if not self._work_done:
-            return "time left estimated after the first run"
-        seconds = (time.monotonic() - self._pace_from) / self._work_done * max(self._work_left, 0.0)
-        return f"about {format_duration(seconds)} left"
+            return "time left estimated once a run has finished (proxy training not counted)"
+        seconds = self._run_seconds / self._work_done * max(self._work_left, 0.0) / max(self.slots, 1)
+        return f"about {format_duration(seconds)} left (plus any proxy training)"
 
     def elapsed(self) -> str:
         return format_duration(time.monotonic() - self.started)
 
     def refresh(self) -> None:
-        self._bar.set_postfix_str(self.summary(), refresh=True)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def format_duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        """Called while nothing finishes: a summary line now and then, so a long run's log is not silent."""
+        now = time.monotonic()
+        if now - getattr(self, "_last_refresh", self.started) >= interval():
+            self._last_refresh = now
+            log.info("[%s] still running: %s", self.summary(), ", ".join(sorted(p.stem for p in self.in_flight)))
 
 
 def run_local(pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,
-              device: torch.device, data_root: Path | None, keep_going: bool) -> None:
-    """One run at a time on this machine, the data loaded once. A run that fails on bad input is reported
-    and the sweep goes on (`keep_going`), or it stops the sweep."""
+              device: torch.device, data_root: Path | None, keep_going: bool,
+              eval_batch_size: int | None = None) -> None:
+    """One run at a time on this machine, the data loaded once. A run that fails (bad input, or a selector
+    that raises) is reported and the sweep goes on (`keep_going`), or it stops the sweep with one line."""
     data, pool_indices = load_protocol_data(protocol, device=device, data_root=data_root, cache_dir=cache_dir)
     for spec in pending:
         progress.start(spec)
         try:
-            record = run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir)
-        except UserError as error:
+            record = run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir,
+                             eval_batch_size=eval_batch_size)
+        except (UserError, OSError):
             if not keep_going:
                 raise
-            progress.finish(spec, None, str(error))
+            progress.finish(spec, None, _one_line(spec))
+            continue
+        except Exception as error:  # a plug-in's bug must not take the sweep (or a traceback) to the user
+            reason = failure_line(spec, error)
+            if not keep_going:
+                raise UserError(f"{spec.label}: {reason}") from None
+            progress.finish(spec, None, reason)
             continue
         progress.finish(spec, record)
+
+
+def _one_line(spec: RunSpec) -> str:
+    import sys
+
+    error = sys.exc_info()[1]
+    if isinstance(error, OSError) and not isinstance(error, UserError):
+        return f"cannot read or write {error.filename or ''}: {error.strerror or error}".replace("  ", " ")
+    return str(error)
+
+
+def failure_line(spec: RunSpec, error: BaseException) -> str:
+    """`Type: message` of an unexpected failure, its traceback kept in the run's partial state."""
+    text = str(error).strip().splitlines()
+    line = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    try:
+        spec.partial.mkdir(parents=True, exist_ok=True)
+        log_file = spec.partial / "error.txt"
+        log_file.write_text("".join(traceback.format_exception(error)))
+        line += f" (traceback in {log_file})"
+    except OSError:
+        pass
+    return line
 
 
 def prepare_pending(specs: list[RunSpec], done: dict[Path, dict], force: bool) -> list[RunSpec]:
@@ -183,18 +213,88 @@ def prepare_pending(specs: list[RunSpec], done: dict[Path, dict], force: bool) -
     return pending
 
 
+@dataclass
+class SweepResult:
+    specs: list[RunSpec]
+    records: list[dict]  # every record of the grid now on disk, in grid order
+    failures: list[tuple[RunSpec, str]]
+    skipped: int  # runs that were recorded before this call
+    elapsed: str
+    executor: str
+
+    @property
+    def flagged(self) -> list[dict]:
+        return [record for record in self.records if record.get("flags")]
+
+
+def sweep(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out: Path, cache_dir: Path,
+          data_root: Path | None = None, device: str = "auto", executor: str = "local", address: str | None = None,
+          cpus_per_run: int = 1, keep_going: bool = True, force: bool = False,
+          eval_batch_size: int | None = None) -> SweepResult:
+    """Runs every run of the grid that has no record yet (all of them with `force`); returns what is on disk."""
+    out = Path(out)
+    specs = expand_grid(protocol, methods, params, out)
+    done = checked_records(specs, out)
+    ensure_writable(out)
+    stale = remove_stale_temporaries(out, cache_dir)
+    if stale:
+        log.info("removed %d temporary file(s) left by writes that were killed", stale)
+    pending = prepare_pending(specs, done, force)
+    if len(pending) < len(specs):
+        log.info("%d of %d run(s) already recorded in %s: skipped (--force redoes them)", len(specs) - len(pending),
+                 len(specs), out)
+    progress = Progress(total=len(specs), done_before=len(specs) - len(pending), pending=pending)
+    if pending:
+        if executor == "ray":
+            from benchmark.ray_executor import run_on_ray
+
+            log.info("%d of %d run(s) to do (Ray executor), records in %s", len(pending), len(specs), out)
+            run_on_ray(pending, progress, protocol=protocol, cache_dir=cache_dir, data_root=data_root,
+                       address=address, cpus_per_run=cpus_per_run, eval_batch_size=eval_batch_size)
+        else:
+            resolved = resolve_device(device)
+            log.info("%d of %d run(s) to do on %s, records in %s", len(pending), len(specs), _describe(resolved), out)
+            if resolved.type == "cpu" and protocol.epochs >= 100:
+                log.warning("WARNING: preset %s trains %d epochs per run, a GPU protocol; on this CPU it will take a "
+                            "very long time (try --preset cifar10-cpu or smoke)", protocol.preset, protocol.epochs)
+            run_local(pending, progress, protocol=protocol, cache_dir=cache_dir, device=resolved,
+                      data_root=data_root, keep_going=keep_going, eval_batch_size=eval_batch_size)
+        log.info("%s; took %s", progress.summary(), progress.elapsed())
+    records = [done.get(spec.record) or _read(spec.record) for spec in specs if spec.record.exists()]
+    return SweepResult(specs, records, progress.failures, len(specs) - len(pending), progress.elapsed(), executor)
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"the CPU ({torch.get_num_threads()} threads)"
+
+
+def _read(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def checked_records(specs: list[RunSpec], out: Path) -> dict[Path, dict]:
+    try:
+        return existing_records(specs)
+    except SchemaError as error:
+        more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+        raise UserError(f"{error.problems[0]}{more}; nothing was run: move the damaged record(s) out of {out} "
+                        f"to redo those runs") from None
+
+
 def partial_state(spec: RunSpec, protocol: Protocol) -> str:
     """How far an unfinished run got ("" when it has not started): for the dry run."""
     if not spec.partial.exists():
         return ""
-    parts = ["selected"] if (spec.partial / "selection.npz").exists() else []
+    parts = ["selected"] if (spec.partial / "selection.sealed").exists() else []
     for i, lr in enumerate(protocol.lrs):
-        checkpoint = spec.partial / f"lr{i}.pt"
+        checkpoint = spec.partial / f"lr{i}.checkpoint"
         if checkpoint.exists():
-            try:
-                epoch = torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
-            except Exception:
-                epoch = "?"
+            state = read_checkpoint(checkpoint)
+            epoch = state["epoch"] if state else "?"
             parts.append(f"lr {lr:g} at epoch {epoch}/{protocol.epochs}")
     return ", ".join(parts) or "started"
 
@@ -208,6 +308,7 @@ def dry_run_report(specs: list[RunSpec], done: dict[Path, dict], pending: list[R
         shape += f" ({', '.join(whole_pool)}: one run per seed)"
     partial = [spec for spec in pending if spec.partial.exists()]
     lines = [f"sweep of {len(specs)} run(s): {shape}; {protocol.dataset}, {protocol.model}, preset {protocol.preset}",
+             f"attacks: {', '.join(spec.name for spec in protocol.attacks)}",
              f"records in {out}: {len(specs) - len(pending)} done, {len(partial)} partly done (resume where they "
              f"were), {len(pending) - len(partial)} not started"]
     proxy_seeds = sorted({spec.seed for spec in pending if spec.uses_proxy})
@@ -216,7 +317,7 @@ def dry_run_report(specs: list[RunSpec], done: dict[Path, dict], pending: list[R
         lines.append("proxies: none to train (no run left uses the shared proxy)")
     elif cached_proxy_seeds is None:
         lines.append(f"proxies: {len(proxy_seeds)} needed (seed(s) {', '.join(map(str, proxy_seeds))}), one per "
-                     f"seed shared by {', '.join(users)}; the cache was not checked (the data did not load)")
+                     f"seed shared by {', '.join(users)}; the cache was not checked (the data is not here)")
     else:
         to_train = [seed for seed in proxy_seeds if seed not in cached_proxy_seeds]
         lines.append(f"proxies: {len(to_train)} to train, {len(proxy_seeds) - len(to_train)} in the cache "
@@ -240,3 +341,24 @@ def dry_run_report(specs: list[RunSpec], done: dict[Path, dict], pending: list[R
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
     return lines
+
+
+def dry_run(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out: Path, cache_dir: Path,
+            data_root: Path | None, force: bool = False) -> list[str]:
+    """The dry run's lines. It never downloads: the proxy cache is checked only when the data is already here."""
+    from benchmark.proxy import build_proxy
+
+    out = Path(out)
+    specs = expand_grid(protocol, methods, params, out)
+    done = checked_records(specs, out)
+    pending = [spec for spec in specs if force or spec.record not in done]
+    cached = None
+    if any(spec.uses_proxy for spec in pending):
+        try:  # which proxies are cached depends on the data's contents: load it (on the CPU), if it is here
+            data, _ = load_protocol_data(protocol, device=torch.device("cpu"), data_root=data_root,
+                                         cache_dir=cache_dir, download=False)
+            cached = {seed for seed in protocol.seeds
+                      if build_proxy(protocol, data, seed=seed, cache_dir=cache_dir).cached()}
+        except UserError as error:
+            log.warning("proxy cache not checked: %s", error)
+    return dry_run_report(specs, done, pending, protocol=protocol, methods=methods, out=out, cached_proxy_seeds=cached)

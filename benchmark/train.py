@@ -13,22 +13,27 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from benchmark.records import write_torch
+from benchmark.progress import progress
 from benchmark.seeding import derive_seed, torch_generator
+from benchmark.storage import read_checkpoint, write_checkpoint
 
 log = logging.getLogger("benchmark")
+RECALIBRATION_BATCH = 512
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One training's settings; the protocol (`benchmark.protocol.Protocol.train_config`) is where their
+    values come from."""
+
     epochs: int
     lr: float
-    batch_size: int = 128
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    batch_size: int
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    precise_bn: bool = False  # re-estimate batch-norm statistics on the training images after training
     augment: bool = True
 
 
@@ -52,6 +57,33 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+class DynamicsRecorder:
+    """Per epoch and training image: whether the forward pass that trained on it classified it correctly, its
+    margin (its logit minus the largest other) and its loss. Read off the training forward passes, so it
+    costs no extra pass and changes nothing in the training."""
+
+    def __init__(self, epochs: int, count: int, device: torch.device):
+        self.correct = torch.zeros(epochs, count, dtype=torch.bool, device=device)
+        self.margin = torch.zeros(epochs, count, device=device)
+        self.loss = torch.zeros(epochs, count, device=device)
+
+    def record(self, epoch: int, indices: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+               losses: torch.Tensor) -> None:
+        logits = logits.detach().float()
+        true = logits.gather(1, labels[:, None])[:, 0]
+        other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+        self.correct[epoch, indices] = logits.argmax(1) == labels
+        self.margin[epoch, indices] = true - other
+        self.loss[epoch, indices] = losses.detach().float()
+
+    def state(self) -> dict:
+        return {"correct": self.correct, "margin": self.margin, "loss": self.loss}
+
+    def load(self, state: dict) -> None:
+        for name, tensor in state.items():
+            getattr(self, name).copy_(tensor)
+
+
 def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -62,14 +94,15 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 
 def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, *,
                 seed: int, purpose: str, desc: str = "train", sample_weights: torch.Tensor | None = None,
-                checkpoint: Path | None = None) -> nn.Module:
+                checkpoint: Path | None = None, dynamics: DynamicsRecorder | None = None) -> nn.Module:
     """SGD (Nesterov momentum, weight decay) with a per-step cosine schedule. `images` are uint8 on the
     device the model is on; the batch order and the augmentation draw from seeds derived from `seed`.
     `sample_weights` (from weighted selectors) scale each image's loss; they are normalised to mean 1.
 
     With `checkpoint`, the whole training state is saved there (atomically) after every epoch, and a
     checkpoint found there at the start is resumed from: on CPU the result is bitwise the same as an
-    uninterrupted training. The caller deletes the file once it has what it needs."""
+    uninterrupted training. The caller deletes the file once it has what it needs. With `dynamics`, what the
+    training forward passes saw of each image is recorded there (and checkpointed with the rest)."""
     device = images.device
     model = prepare(model, device)
     generator = torch_generator(seed, purpose, device="cpu")
@@ -84,10 +117,11 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     # layers that draw from the global RNG (dropout, drop-path) get a stream of their own, saved with the rest
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(derive_seed(seed, f"{purpose}/global"))
-        start = _resume(checkpoint, identity, model, optimizer, schedule, generator, cuda) if checkpoint else 0
+        start = _resume(checkpoint, identity, model, optimizer, schedule, generator, cuda, dynamics) \
+            if checkpoint else 0
         model.train()
-        for epoch in tqdm(range(start, config.epochs), desc=desc, unit="epoch", leave=False, disable=None,
-                          initial=start, total=config.epochs):
+        for epoch in progress(range(start, config.epochs), desc=desc, unit="epoch", initial=start,
+                              total=config.epochs):
             order = torch.randperm(len(images), generator=generator).to(device)
             # near-equal batches: never a final batch of one image, which batch norm cannot train on
             for batch in torch.tensor_split(order, batches_per_epoch):
@@ -95,31 +129,59 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
                 if config.augment:
                     x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
                 with _autocast(device):
-                    losses = F.cross_entropy(model(x), labels[batch], reduction="none")
+                    logits = model(x)
+                    losses = F.cross_entropy(logits, labels[batch], reduction="none")
                     loss = losses.mean() if sample_weights is None else (losses * sample_weights[batch]).mean()
+                if dynamics is not None:
+                    dynamics.record(epoch, batch, logits, labels[batch], losses)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
             if checkpoint:
-                write_torch({**identity, "epoch": epoch + 1, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                             "generator": generator.get_state(), "rng": torch.get_rng_state(),
-                             "cuda_rng": [torch.cuda.get_rng_state(d) for d in cuda]}, checkpoint)
+                write_checkpoint(checkpoint, {
+                    **identity, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                    "rng": torch.get_rng_state(), "cuda_rng": [torch.cuda.get_rng_state(d) for d in cuda],
+                    "dynamics": dynamics.state() if dynamics is not None else {}})
+    if config.precise_bn:
+        recalibrate_batch_norm(model, images)
     model.eval()
     return model
 
 
-def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, generator, cuda) -> int:
-    """Loads a training checkpoint into the live objects; returns the number of epochs it had done."""
-    if not checkpoint.exists():
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor) -> None:
+    """"Precise BN" (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021): replaces each batch-norm layer's
+    running statistics, an exponential average over the last few training steps, by the exact mean and
+    variance over the training images (without augmentation) under the final weights. After only a few dozen
+    steps (a small coreset) the running averages lag the weights, and an eval-mode model can fall to chance
+    while the same model in train mode is far better."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative average over every batch below
+    model.train()
+    with _autocast(images.device):
+        for start in range(0, len(images), RECALIBRATION_BATCH):  # large batches: per-batch variances are biased
+            batch = images[start:start + RECALIBRATION_BATCH]
+            if len(batch) > 1:
+                model(to_float(batch))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
+def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, generator, cuda,
+            dynamics: DynamicsRecorder | None) -> int:
+    """Loads a training checkpoint into the live objects; returns the number of epochs it had done. A damaged
+    checkpoint (its content hash does not match) or another training's is ignored: training starts afresh."""
+    state = read_checkpoint(checkpoint) if checkpoint.exists() else None
+    if state is None:
         return 0
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:  # written atomically, so only outside damage gets here: start afresh
-        log.warning("checkpoint %s is unreadable (%s); training from the start", checkpoint, error)
-        return 0
-    if {key: state.get(key) for key in identity} != identity:
+    if {key: state.get(key) for key in identity} != identity or (dynamics is not None) != bool(state.get("dynamics")):
         log.warning("checkpoint %s belongs to other settings; training from the start", checkpoint)
         return 0
     model.load_state_dict(state["model"])
@@ -129,6 +191,8 @@ def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, genera
     torch.set_rng_state(state["rng"])
     for device, rng in zip(cuda, state["cuda_rng"]):
         torch.cuda.set_rng_state(rng, device)
+    if dynamics is not None:
+        dynamics.load(state["dynamics"])
     log.info("resumed from %s after epoch %d of %d", checkpoint.name, state["epoch"], identity["config"]["epochs"])
     return state["epoch"]
 

@@ -1,17 +1,20 @@
 """Records -> tables (pandas). Everything the pages show is computed here from the records; nothing is typed
-by hand. Definitions (also stated on the page):
+by hand, and nothing here imports torch or any selector. Definitions (also stated on the page):
 
-- Groups: runs are compared only within one (dataset, model, preset) with identical protocol settings.
+- Sections: runs are compared only within one protocol (dataset, model, preset and every setting) measured by
+  one attack suite (a record re-attacked with more attacks forms a section with the others like it).
+- Rows: a method with its typed parameters (never a rendered string), at one fraction.
 - Over seeds: mean and sample standard deviation (ddof=1); with one seed the std is undefined (NaN, shown
   "n/a"), not 0, so a single run never looks perfectly stable.
-- Relative accuracy: per seed, the method's clean accuracy over the `full` run's clean accuracy of the same
-  seed; for a seed with no `full` run, over the mean of the `full` runs (the row is then flagged); then the
-  mean over seeds, in %. No `full` run in the group: not available.
-- Robustness: FGSM accuracy at each eps, and its mean over the eps grid (the area under the robustness
-  curve divided by the number of eps values, per run, then averaged over seeds).
-- Against Random: per seed, method minus `random` at the same fraction (pairs are matched by seed); the
-  mean difference with a 95 % t interval, mean +- t(0.975, n-1) * sd / sqrt(n) with the sample sd. The
-  difference is significant when the interval excludes zero. Fewer than two pairs: no interval.
+- Robust accuracy (version 2 records): an image counts only if classified correctly both clean and under
+  attack. Worst case: per eps, robust only if no attack of the suite fooled it. The headline is the worst case
+  at the protocol's `headline_eps`. Version 1 records have FGSM only, counted without the clean condition.
+- Relative accuracy: per seed, clean accuracy over the `full` run's of the same seed (the mean of the `full`
+  runs for a seed without one; the row is then flagged); then the mean over seeds.
+- Against Random: per seed, method minus `random` at the same fraction; the mean difference with a 95 % t
+  interval, and the two-sided paired t-test's p-value. Within a section and a measure (clean, headline), the
+  p-values of all comparisons are adjusted by Holm's step-down method; "significant" means the adjusted p is
+  below 0.05. The unadjusted intervals are shown beside it.
 """
 
 from __future__ import annotations
@@ -23,23 +26,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit
+from scipy.special import stdtr, stdtrit
 
 from benchmark.schema import RecordFile
 
 FULL = "full"
 RANDOM = "random"
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+WORST = "worst case"
+V1_HEADLINE_EPS = 2 / 255
 
 
 @dataclass(frozen=True)
 class Paired:
-    """A paired comparison with Random over `n` seeds; `low`/`high` are NaN when n < 2."""
+    """A paired comparison with Random over `n` seeds; `low`/`high` are NaN when n < 2. `adjusted` is the
+    Holm-adjusted p-value within the section and measure (NaN until adjusted, or with no interval)."""
 
     n: int
     mean: float
     low: float
     high: float
+    p: float = math.nan
+    adjusted: float = math.nan
 
     @property
     def has_interval(self) -> bool:
@@ -47,11 +56,16 @@ class Paired:
 
     @property
     def significant(self) -> bool:
+        """The unadjusted 95 % interval excludes zero."""
         return self.has_interval and (self.low > 0 or self.high < 0)
+
+    @property
+    def significant_adjusted(self) -> bool:
+        return math.isfinite(self.adjusted) and self.adjusted < ALPHA
 
 
 def paired_difference(differences) -> Paired:
-    """Mean of paired differences with a two-sided 95 % t interval (n - 1 degrees of freedom)."""
+    """Mean of paired differences with a two-sided 95 % t interval (n - 1 degrees of freedom) and p-value."""
     values = np.asarray(differences, dtype=float)
     n = len(values)
     if n == 0:
@@ -59,9 +73,26 @@ def paired_difference(differences) -> Paired:
     mean = float(values.mean())
     if n < 2:
         return Paired(n, mean, math.nan, math.nan)
+    sd = float(values.std(ddof=1))
     quantile = float(stdtrit(n - 1, 0.5 + CONFIDENCE / 2))  # t(0.975, n - 1), as scipy.stats.t.ppf gives it
-    half = quantile * float(values.std(ddof=1)) / math.sqrt(n)
-    return Paired(n, mean, mean - half, mean + half)
+    half = quantile * sd / math.sqrt(n)
+    if sd > 0:
+        p = float(2 * stdtr(n - 1, -abs(mean) / (sd / math.sqrt(n))))
+    else:
+        p = 0.0 if mean != 0 else 1.0
+    return Paired(n, mean, mean - half, mean + half, p)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: sorted p_(1) <= ... <= p_(m), adjusted p_(i) = max over j <= i of
+    min(1, (m - j + 1) p_(j)). NaN entries are left out (and stay NaN)."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
+    adjusted = [math.nan] * len(p_values)
+    running, m = 0.0, len(indexed)
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -72,12 +103,34 @@ def mean_std(values) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
 
-def _canonical(value) -> str:
+def canonical(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _params_text(params: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sorted(params.items()))
+def params_text(params: dict) -> str:
+    return ", ".join(f"{key}={json.dumps(value) if isinstance(value, str) else value}"
+                     for key, value in sorted(params.items()))
+
+
+def measures(record: dict) -> dict[tuple[str, str, float], float]:
+    """(attack, threat, eps) -> accuracy for every attack entry, and (WORST, threat, eps) for the worst case."""
+    found = {}
+    for attack in record["attacks"]:
+        found[(attack["name"], attack.get("threat", "Linf"), float(attack["eps"]))] = float(attack["accuracy"])
+    if record["schema"].endswith("/1"):
+        for attack in record["attacks"]:
+            found[(WORST, "Linf", float(attack["eps"]))] = float(attack["accuracy"])
+    for worst in record.get("worst_case", []):
+        found[(WORST, worst["threat"], float(worst["eps"]))] = float(worst["accuracy"])
+    return found
+
+
+def headline_eps(record: dict) -> float:
+    eps = record["protocol"].get("headline_eps")
+    if eps is not None:
+        return float(eps)
+    grid = [float(e) for e in record["protocol"]["eps"]]
+    return min(grid, key=lambda e: abs(e - V1_HEADLINE_EPS))
 
 
 def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
@@ -85,22 +138,26 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
     rows = []
     for item in records:
         record = item.record
-        attacks = record["attacks"]
+        found = measures(record)
+        suite = sorted({(name, threat, eps) for name, threat, eps in found if name != WORST})
+        headline = headline_eps(record)
+        worst_linf = [acc for (name, threat, eps), acc in found.items() if name == WORST and threat == "Linf"]
         rows.append({
-            "group": _canonical(record["protocol"]),
-            "dataset": record["dataset"], "model": record["model"], "preset": record["preset"],
-            "method": record["method"], "params": _canonical(record["method_params"]),
-            "params_text": _params_text(record["method_params"]), "paper": record["paper"],
-            "fraction": float(record["fraction"]), "seed": int(record["seed"]),
+            "group": canonical({"protocol": record["protocol"], "schema": record["schema"], "suite": suite}),
+            "schema": record["schema"], "dataset": record["dataset"], "model": record["model"],
+            "preset": record["preset"], "method": record["method"], "params": canonical(record["method_params"]),
+            "params_text": params_text(record["method_params"]), "paper": record["paper"],
+            "url": record.get("paper_url", ""), "fraction": float(record["fraction"]), "seed": int(record["seed"]),
             "budget": record["budget"], "pool_size": record["pool_size"],
-            "clean": float(record["clean_accuracy"]),
-            "eps": tuple(float(a["eps"]) for a in attacks),
-            "fgsm": tuple(float(a["accuracy"]) for a in attacks),
-            "fgsm_mean": float(np.mean([a["accuracy"] for a in attacks])),
+            "test_size": record.get("evaluation", {}).get("test_size"),
+            "clean": float(record["clean_accuracy"]), "measures": found, "headline_eps": headline,
+            "headline": found.get((WORST, "Linf", headline), math.nan),
+            "worst_mean": float(np.mean(worst_linf)) if worst_linf else math.nan,
             "select_seconds": float(record["selection"]["seconds"]),
             "train_seconds": float(record["training"]["seconds"]),
-            "package": record["environment"]["package"],
-            "device": str(record["environment"].get("device", "")),
+            "flags": tuple(flag["code"] for flag in record.get("flags", [])),
+            "package": record["environment"]["package"], "device": str(record["environment"].get("device", "")),
+            "gallery": (item.path.parent / record["gallery"]["artifact"]) if record.get("gallery") else None,
             "path": item.path,
         })
     return pd.DataFrame(rows)
@@ -108,30 +165,45 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
 
 @dataclass
 class Group:
-    """One section of the leaderboard: runs with identical protocol settings."""
+    """One section of the leaderboard: runs with identical protocol settings and attack suite."""
 
     id: str
     title: str
     protocol: dict
+    schema: str
     runs: pd.DataFrame
     summary: pd.DataFrame
-    eps: tuple[float, ...]
+    measures: list[tuple[str, str, float]]  # every (attack, threat, eps) the section measured, WORST included
+    headline_eps: float
     fractions: list[float]
     facts: dict = field(default_factory=dict)
 
+    @property
+    def attacks(self) -> list[str]:
+        """The attack names of the suite, in the protocol's order, then the worst case."""
+        names = [spec["name"] for spec in self.protocol.get("attacks", [])] or ["fgsm"]
+        present = {name for name, _, _ in self.measures}
+        return [n for n in names if n in present] + sorted(present - set(names) - {WORST}) + [WORST]
+
 
 def _labels(runs: pd.DataFrame) -> pd.Series:
-    """The row label of a method: its name, plus its parameters when the group holds several settings of it."""
+    """A distinct row label per (method, typed parameters): the name, plus the parameters when the section holds
+    several settings of it, plus a number if two labels still read the same."""
     variants = runs.groupby("method")["params"].nunique()
-    return runs.apply(lambda row: row["method"] if variants[row["method"]] == 1 or not row["params_text"]
-                      else f"{row['method']} ({row['params_text']})", axis=1)
+    keys = runs[["method", "params", "params_text"]].drop_duplicates().sort_values(["method", "params"])
+    labels, used = {}, {}
+    for row in keys.itertuples():
+        label = row.method if variants[row.method] == 1 or not row.params_text else f"{row.method} ({row.params_text})"
+        used[label] = used.get(label, 0) + 1
+        labels[(row.method, row.params)] = label if used[label] == 1 else f"{label} #{used[label]}"
+    return runs.apply(lambda row: labels[(row["method"], row["params"])], axis=1)
 
 
 def _method_order(label: str, method: str) -> tuple:
     return (0 if method == RANDOM else 2 if method == FULL else 1, label)
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
     """One row per (method variant, fraction) of one group: statistics over seeds and paired comparisons."""
     runs = runs.copy()
     runs["label"] = _labels(runs)
@@ -145,33 +217,44 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     random_by = random_runs.set_index(["fraction", "seed"])
 
     rows = []
-    eps = runs["eps"].iloc[0]
     for (label, fraction), part in runs.groupby(["label", "fraction"], sort=False):
         part = part.sort_values("seed")
         first = part.iloc[0]
-        row = {"label": label, "method": first["method"], "params_text": first["params_text"],
-               "paper": first["paper"], "fraction": fraction, "n": len(part), "seeds": part["seed"].tolist(),
-               "budget": int(round(part["budget"].mean())),
-               "paths": part["path"].tolist()}
-        for name in ("clean", "fgsm_mean", "select_seconds", "relative"):
+        row = {"label": label, "method": first["method"], "params": first["params"],
+               "params_text": first["params_text"], "paper": first["paper"], "url": first["url"],
+               "fraction": fraction, "n": len(part), "seeds": part["seed"].tolist(),
+               "budget": int(round(part["budget"].mean())), "paths": part["path"].tolist(),
+               "galleries": [g for g in part["gallery"].tolist() if g is not None],
+               "flags": sorted({code for codes in part["flags"] for code in codes}),
+               "flagged_runs": int(sum(1 for codes in part["flags"] if codes))}
+        for name in ("clean", "select_seconds", "relative", "headline", "worst_mean"):
             row[f"{name}_mean"], row[f"{name}_std"] = mean_std(part[name])
         row["relative_fallback"] = bool(part["relative_fallback"].any())
-        fgsm = np.array(part["fgsm"].tolist(), dtype=float)  # seeds x eps
-        for i in range(len(eps)):
-            row[f"fgsm{i}_mean"], row[f"fgsm{i}_std"] = mean_std(fgsm[:, i])
-        for name in ("clean", "fgsm_mean"):
+        row["measures"] = {key: mean_std([m.get(key, math.nan) for m in part["measures"]]) for key in measure_keys}
+        for name in ("clean", "headline"):
             if first["method"] == RANDOM and first["params"] in set(random_runs["params"]):
                 row[f"vs_random_{name}"] = None  # Random against itself: not a comparison
                 continue
             keys = [(fraction, seed) for seed in part["seed"] if (fraction, seed) in random_by.index]
             differences = [part.set_index("seed").loc[seed, name] - random_by.loc[(fraction, seed), name]
                            for fraction, seed in keys]
-            row[f"vs_random_{name}"] = paired_difference(differences)
+            row[f"vs_random_{name}"] = paired_difference([d for d in differences if math.isfinite(d)])
         rows.append(row)
     summary = pd.DataFrame(rows)
+    for name in ("clean", "headline"):  # Holm within the section, over every comparison of this measure
+        column = f"vs_random_{name}"
+        cells = list(summary[column])
+        adjusted = holm([c.p if c is not None else math.nan for c in cells])
+        summary[column] = [None if c is None else Paired(c.n, c.mean, c.low, c.high, c.p, a)
+                           for c, a in zip(cells, adjusted)]
     order = sorted(range(len(summary)), key=lambda i: (summary.loc[i, "fraction"],
+                                                       -_number(summary.loc[i, "headline_mean"]),
                                                        -summary.loc[i, "clean_mean"], summary.loc[i, "label"]))
     return summary.loc[order].reset_index(drop=True)
+
+
+def _number(value) -> float:
+    return value if isinstance(value, float) and math.isfinite(value) else -math.inf
 
 
 def table1(summary: pd.DataFrame) -> pd.DataFrame:
@@ -190,33 +273,41 @@ def _group_title(runs: pd.DataFrame) -> str:
 
 
 def _distinct(values) -> list:
-    return sorted({value for value in values})
+    return sorted({value for value in values if value is not None and value == value})
 
 
 def build_groups(records: list[RecordFile]) -> list[Group]:
     """Groups (sorted by dataset, model, preset), each with its runs and summary."""
     frame = runs_frame(records)
     groups = []
-    for protocol_text, runs in frame.groupby("group", sort=True):
-        protocol = json.loads(protocol_text)
+    for key, runs in frame.groupby("group", sort=True):
+        identity = json.loads(key)
+        protocol = identity["protocol"]
         runs = runs.reset_index(drop=True)
-        summary = summarize(runs)
+        measure_keys = sorted({k for m in runs["measures"] for k in m}, key=lambda k: (k[0] == WORST, k))
+        summary = summarize(runs, measure_keys)
         facts = {
             "dataset": protocol["dataset"], "model": protocol["model"], "preset": protocol["preset"],
-            "pool_size": _distinct(runs["pool_size"]), "epochs": protocol["epochs"],
-            "proxy_epochs": protocol["proxy_epochs"], "batch_size": protocol["batch_size"],
-            "lrs": protocol["lrs"], "eps_255": [round(e * 255, 4) for e in protocol["eps"]],
+            "pool_size": _distinct(runs["pool_size"]), "test_size": _distinct(runs["test_size"]),
+            "epochs": protocol["epochs"], "proxy_epochs": protocol["proxy_epochs"],
+            "batch_size": protocol["batch_size"], "lrs": protocol["lrs"],
+            "eps_255": [round(e * 255, 4) for e in protocol["eps"]],
+            "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol["eps"]),
             "fractions": _distinct(runs["fraction"]), "seeds": _distinct(runs["seed"]),
             "packages": _distinct(runs["package"]), "devices": _distinct(runs["device"]),
-            "records": len(runs),
+            "records": len(runs), "flagged": int(sum(1 for codes in runs["flags"] if codes)),
+            "full_clean": mean_std(runs[runs["method"] == FULL]["clean"])[0],
+            "cross_check_images": protocol.get("cross_check_images"),
         }
-        groups.append(Group(id="", title=_group_title(runs), protocol=protocol, runs=runs, summary=summary,
-                            eps=tuple(runs["eps"].iloc[0]), fractions=facts["fractions"], facts=facts))
-    groups.sort(key=lambda g: (g.facts["dataset"], g.facts["model"], g.facts["preset"], _canonical(g.protocol)))
+        groups.append(Group(id="", title=_group_title(runs), protocol=protocol, schema=identity["schema"], runs=runs,
+                            summary=summary, measures=measure_keys, headline_eps=float(runs["headline_eps"].iloc[0]),
+                            fractions=facts["fractions"], facts=facts))
+    groups.sort(key=lambda g: (g.facts["dataset"], g.facts["model"], g.facts["preset"], g.schema,
+                               canonical(g.protocol)))
     titles = [g.title for g in groups]
     for index, group in enumerate(groups):
-        if titles.count(group.title) > 1:  # same preset name, different settings: say which settings
-            digest = hashlib.sha256(_canonical(group.protocol).encode()).hexdigest()[:8]
+        if titles.count(group.title) > 1:  # same preset name, different settings or suites: say which
+            digest = hashlib.sha256(canonical([group.protocol, group.measures]).encode()).hexdigest()[:8]
             group.title = f"{group.title} (settings {digest})"
         group.id = f"g{index}"
     return groups

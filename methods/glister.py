@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import UserError
 from benchmark.selection import Selection, SelectionContext, Selector, register
 
 
@@ -84,11 +83,13 @@ class Glister(Selector):
     url = "https://arxiv.org/abs/2012.10630"
     eta: float = 1e-3
 
-    def select(self, context: SelectionContext) -> Selection:
+    def __post_init__(self):
         if not self.eta > 0:
-            raise UserError(f"glister: eta must be positive, got {self.eta}")
+            raise ValueError(f"eta must be positive, got {self.eta}")
+
+    def select(self, context: SelectionContext) -> Selection:
         embeddings, probabilities = context.embeddings(), context.probabilities()
-        labels = torch.as_tensor(context.labels, device=embeddings.device)
+        labels = context.labels_tensor().to(embeddings.device)
         errors = probabilities - F.one_hot(labels, context.num_classes).to(probabilities.dtype)
         val = context.validation()
         # logits up to a per-row constant, which softmax ignores; the clamp keeps log(0) finite

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.errors import UserError
 from benchmark.gradients import gradient_norms, last_layer_gradient_norms
 from benchmark.selection import Selection, SelectionContext, Selector, keep_highest, register
 from benchmark.train import predict
@@ -41,15 +40,16 @@ class GraNd(Selector):
     epochs: int = 10
     last_layer: bool = False
 
+    def __post_init__(self):
+        if self.repeats < 1 or self.epochs < 0:
+            raise ValueError(f"repeats must be at least 1 and epochs at least 0, got {self.repeats} and {self.epochs}")
+
     def own_proxies(self) -> tuple[int, int]:
         return (self.repeats, self.epochs) if self.epochs > 0 else (0, 0)
 
     def select(self, context: SelectionContext) -> Selection:
-        if self.repeats < 1 or self.epochs < 0:
-            raise UserError(f"grand: repeats must be at least 1 and epochs at least 0, got {self.repeats} "
-                            f"and {self.epochs}")
         images = context.pool_images()
-        labels = torch.as_tensor(context.labels, device=images.device)
+        labels = context.labels_tensor().to(images.device)
         total = torch.zeros(len(labels), dtype=torch.float64, device=images.device)
         for model in context.proxy_models(self.repeats, self.epochs):
             if self.last_layer:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from submodlib import GraphCutFunction
 
 from benchmark.errors import UserError
 from benchmark.selection import Selection, SelectionContext, Selector, register
@@ -61,8 +60,10 @@ class GraphCut(Selector):
                 continue
             if len(indices) > MAX_GROUP_SIZE:
                 raise UserError(f"graphcut needs a dense {len(indices)} x {len(indices)} kernel, beyond the "
-                                f"{MAX_GROUP_SIZE:,}-point limit: select with balance=True (per class)")
+                                f"{MAX_GROUP_SIZE:,}-point limit: select per class (without --unbalanced)")
             similarities = self._similarities(context, indices)
+            from submodlib import GraphCutFunction  # here, not at the top: it takes seconds to import
+
             kernel = (similarities - similarities.min().clamp(max=0.0)).cpu().numpy()
             function = GraphCutFunction(n=len(indices), mode="dense", lambdaVal=self.lam, ggsijs=kernel)
             picks = function.maximize(budget=budget, optimizer="LazyGreedy", stopIfZeroGain=False,
@@ -74,5 +75,5 @@ class GraphCut(Selector):
         rows = torch.as_tensor(indices, device=context.device)
         if self.features == "embeddings":
             return cosine_gram(context.embeddings()[rows])
-        labels = torch.as_tensor(context.labels[indices], device=context.device)
+        labels = context.labels_tensor()[torch.as_tensor(indices, device=context.device)]
         return gradient_cosine_gram(context.embeddings()[rows], context.probabilities()[rows], labels)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from benchmark.models import Classifier
-from benchmark.selection import SelectionContext, ValidationOutputs
+from benchmark.selection import SelectionContext, TrainingDynamics, ValidationOutputs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def tiny_model(num_classes: int, seed: int, size: int = 3 * 4 * 4, width: int = 
 
 
 class TinyFeatures:
-    """A FeatureSource over random 4x4 images and tiny proxies; deterministic."""
+    """A FeatureSource over random 4x4 images, tiny proxies and made-up training dynamics; deterministic."""
 
     def __init__(self, labels: np.ndarray, num_classes: int, dim: int = 6, seed: int = 0):
         rng = np.random.default_rng(seed)
@@ -61,6 +61,11 @@ class TinyFeatures:
                                      dtype=torch.float32), val_logits.softmax(1))
         self._images = torch.as_tensor(rng.integers(0, 256, size=(n, 3, 4, 4)), dtype=torch.uint8)
         self.num_classes = num_classes
+        epochs = 4
+        margins = torch.tensor(rng.normal(size=(epochs, n)), dtype=torch.float32)
+        margins += torch.linspace(-1, 1, epochs)[:, None]  # learnt over the epochs
+        self._dynamics = TrainingDynamics(correct=margins > 0, margin=margins,
+                                          loss=torch.nn.functional.softplus(-margins))
 
     def embeddings(self):
         return self._embeddings
@@ -73,6 +78,12 @@ class TinyFeatures:
 
     def pool_images(self):
         return self._images
+
+    def training_dynamics(self):
+        return self._dynamics
+
+    def proxy_model(self):
+        return tiny_model(self.num_classes, seed=7)
 
     def proxy_models(self, count, epochs):
         return [tiny_model(self.num_classes, seed=100 * i + epochs) for i in range(count)]

@@ -1,65 +1,267 @@
-"""FGSM from the formula, torchattacks beside it, and the cross-check that fails loudly."""
+"""The attacks, pinned to their definitions where the answer is known by hand (a linear model: the smallest
+L-infinity perturbation that changes its decision is min_j (z_y - z_j) / ||w_y - w_j||_1, and the best
+L-infinity and L2 perturbations have closed forms), checked against their independent references, and
+shown to fail loudly when an implementation is broken."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from benchmark import attacks
-from benchmark.attacks import CrossCheckFailed, fgsm, fgsm_robustness
-from benchmark.train import accuracy
+from benchmark.attacks import available_attacks, create_attack
+from benchmark.errors import UserError
+from benchmark.robustness import AttackSpec, CrossCheckFailed, cross_check, evaluate, unpack
 from tests.conftest import tiny_model
+
+EPS_SCALE = 1 / 255
 
 
 class Linear(nn.Module):
-    def __init__(self, weight):
+    def __init__(self, weight, bias=None):
         super().__init__()
         self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.zeros(len(weight)) if bias is None else bias)
 
     def forward(self, x):
-        return x.flatten(1) @ self.weight.T
+        return x.flatten(1) @ self.weight.T + self.bias
 
 
-def test_inhouse_fgsm_follows_the_formula_on_a_linear_model():
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(3, 12, generator=generator)
-    model = Linear(weight)
-    x = torch.rand(5, 3, 2, 2, generator=generator)
-    y = torch.tensor([0, 1, 2, 0, 1])
-    # d CE / d x = W^T (softmax(Wx) - onehot(y)), by hand
-    error = (x.flatten(1) @ weight.T).softmax(1) - nn.functional.one_hot(y, 3).float()
-    expected = (x + 0.1 * (error @ weight).sign().reshape(x.shape)).clamp(0, 1)
-    torch.testing.assert_close(fgsm(model, x, y, 0.1), expected)
-
-
-def _data(model, n=64):
-    generator = torch.Generator().manual_seed(1)
-    images = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=generator)
+def _linear_case(classes=4, n=12, seed=0):
+    """A linear model, images in the middle of [0, 1] (so the box never binds at small eps), labels = its
+    predictions (every image is right when clean)."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(classes, 12, generator=generator)
+    model = Linear(weight).eval()
+    images = 0.5 + 0.02 * torch.rand(n, 3, 2, 2, generator=generator)
     with torch.no_grad():
-        labels = model(images.float() / 255).argmax(1)  # the model is right on every clean image
+        labels = model(images).argmax(1)
+    return model, images, labels
+
+
+def _threshold(model, images, labels):
+    """Per image, the smallest L-infinity eps at which some perturbation changes the decision."""
+    with torch.no_grad():
+        logits = model(images)
+    weight = model.weight.detach()
+    out = []
+    for i, y in enumerate(labels.tolist()):
+        out.append(min((logits[i, y] - logits[i, j]).item() / (weight[y] - weight[j]).abs().sum().item()
+                       for j in range(len(weight)) if j != y))
+    return torch.tensor(out)
+
+
+LINF = ["fgsm", "bim", "pgd", "apgd"]
+
+
+@pytest.mark.parametrize("name", LINF)
+def test_linf_attacks_fool_exactly_the_images_the_closed_form_says(name):
+    model, images, labels = _linear_case()
+    threshold = _threshold(model, images, labels)
+    attack = create_attack(name, {"steps": 30} if name in ("pgd", "apgd") else {})
+    for i in range(len(images)):
+        x, y = images[i:i + 1], labels[i:i + 1]
+        for factor, fooled in ((0.9, False), (1.1, True)):
+            eps = factor * threshold[i].item()
+            outcome = attack.perturb(model, x, y, eps, generator=torch.Generator().manual_seed(i))
+            assert bool(~outcome.robust[0]) == fooled, (name, i, factor)
+            assert (outcome.adversarial - x).abs().max() <= eps + 1e-6
+
+
+def test_fgsm_is_the_formula():
+    model, images, labels = _linear_case(classes=2)
+    eps = 0.01
+    outcome = create_attack("fgsm").perturb(model, images, labels, eps, generator=torch.Generator())
+    # d CE / d x has the sign of -(w_y - w_other): FGSM moves every pixel by eps against the margin
+    direction = torch.stack([model.weight[1 - y] - model.weight[y] for y in labels.tolist()]).detach()
+    expected = (images + eps * direction.sign().reshape(images.shape)).clamp(0, 1)
+    torch.testing.assert_close(outcome.adversarial, expected)
+
+
+@pytest.mark.parametrize("name, params", [("bim", {}), ("pgd", {"steps": 10})])
+def test_iterative_linf_attacks_reach_the_optimal_corner_of_the_ball(name, params):
+    # for a two-class linear model the loss is largest at x - eps sign(w_y - w_other): BIM (4 steps of 1/255
+    # at eps 4/255) and PGD (2.5 eps of steps from anywhere in the ball) must end exactly there
+    model, images, labels = _linear_case(classes=2)
+    eps = 4 / 255
+    outcome = create_attack(name, params).perturb(model, images, labels, eps, generator=torch.Generator(),
+                                                  early_stop=False)
+    direction = torch.stack([model.weight[1 - y] - model.weight[y] for y in labels.tolist()]).detach()
+    corner = (images + eps * direction.sign().reshape(images.shape)).clamp(0, 1)
+    fooled = ~outcome.final_correct
+    torch.testing.assert_close(outcome.adversarial[~fooled], corner[~fooled], atol=1e-6, rtol=0)
+
+
+def test_pgd_l2_converges_to_the_optimal_l2_perturbation():
+    # for a two-class linear model the loss is largest at x - eps (w_y - w_o) / ||w_y - w_o||_2; steps of
+    # eps / 4 shrink the random start's part across that direction by at least 4/5 a step once at the boundary
+    model, images, labels = _linear_case(classes=2)
+    eps = 0.05
+    outcome = create_attack("pgd-l2", {"steps": 100, "rel_step": 25}).perturb(model, images, labels, eps,
+                                                              generator=torch.Generator().manual_seed(0),
+                                                              early_stop=False)
+    direction = torch.stack([model.weight[1 - y] - model.weight[y] for y in labels.tolist()]).detach()
+    optimum = images + eps * (direction / direction.norm(dim=1, keepdim=True)).reshape(images.shape)
+    torch.testing.assert_close(outcome.adversarial, optimum, atol=1e-4, rtol=0)
+    assert ((outcome.adversarial - images).flatten(1).norm(dim=1) <= eps + 1e-6).all()
+
+
+def test_bim_takes_the_papers_number_of_steps():
+    attack = create_attack("bim")
+    assert [attack.steps_for(e * EPS_SCALE) for e in (1, 2, 4, 8, 16)] == [1, 2, 5, 10, 20]
+    assert create_attack("bim", {"steps": 7}).steps_for(16 * EPS_SCALE) == 7
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    from benchmark.attacks.apgd import checkpoints
+
+    assert sorted(checkpoints(100)) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert sorted(checkpoints(20)) == [5, 9, 12, 14, 16, 18, 19, 20]
+
+
+@pytest.mark.parametrize("name", ["bim", "pgd", "pgd-l2", "apgd"])
+def test_early_stop_changes_nothing_but_the_work(name):
+    model = tiny_model(5, seed=3)
+    images, labels = _right(model, 48)
+    attack = create_attack(name, {"steps": 8} if name != "bim" else {})
+    eps = 0.5 if name == "pgd-l2" else 8 / 255
+    fast = attack.perturb(model, images, labels, eps, generator=torch.Generator().manual_seed(1))
+    full = attack.perturb(model, images, labels, eps, generator=torch.Generator().manual_seed(1), early_stop=False)
+    assert torch.equal(fast.robust, full.robust)
+    assert (~fast.robust).any() and fast.robust.any()  # the case is not trivial
+    assert not (full.final_correct & ~full.robust).any()  # fooled once is fooled, whatever the final iterate
+
+
+def _right(model, n, seed=1, size=(3, 4, 4)):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, *size, generator=generator)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
     return images, labels
 
 
-def test_both_fgsm_agree_and_eps_zero_is_clean_accuracy():
-    model = tiny_model(3, seed=0)
-    images, labels = _data(model)
-    results = fgsm_robustness(model, images, labels, [0.0, 8 / 255, 0.5], batch_size=16)
-    assert [r["eps"] for r in results] == [0.0, 8 / 255, 0.5]
-    assert results[0]["accuracy"] == results[0]["inhouse_accuracy"] == accuracy(model, images, labels) == 1.0
-    for result in results:
-        assert result["accuracy"] == result["inhouse_accuracy"] and result["max_abs_diff"] < 1e-6
-    assert results[2]["accuracy"] < 0.9  # the attack does something
+@pytest.mark.parametrize("name, eps", [("fgsm", 8), ("bim", 4), ("pgd", 4), ("pgd-l2", None), ("apgd", 4)])
+def test_in_house_and_reference_agree(name, eps):
+    model = tiny_model(5, seed=3)
+    images, labels = _right(model, 40)
+    uint8 = (images * 255).round().to(torch.uint8)
+    attack = create_attack(name, {"steps": 10} if name in ("pgd", "pgd-l2", "apgd") else {})
+    eps = 0.4 if eps is None else eps * EPS_SCALE
+    result = cross_check(model, attack, uint8, labels, np.arange(40), eps, seed=0)
+    assert result["images"] == 40 and 0 < result["accuracy"] < 1
+    if attack.tolerance_images == 0:  # same formula, same start: identical, image by image
+        assert result["disagreements"] == 0 and result["accuracy"] == result["reference_accuracy"]
+    else:
+        assert abs(result["accuracy"] - result["reference_accuracy"]) * 40 <= attack.tolerance_images
 
 
-def test_disagreement_fails_the_run(monkeypatch):
-    class Lazy:  # an "attack" that returns the clean images
-        def __init__(self, model, eps):
-            pass
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd"])
+def test_a_broken_reference_fails_the_run(monkeypatch, name):
+    model = tiny_model(5, seed=3)
+    images, labels = _right(model, 40)
+    uint8 = (images * 255).round().to(torch.uint8)
+    attack = create_attack(name)
+    monkeypatch.setattr(type(attack), "reference_perturb", lambda self, model, x, y, eps, seed: x)  # attacks nothing
+    with pytest.raises(CrossCheckFailed, match=f"{name} cross-check failed at eps="):
+        cross_check(model, attack, uint8, labels, np.arange(40), 0.5, seed=0)
 
-        def __call__(self, images, labels):
-            return images
 
-    model = tiny_model(3, seed=0)
-    images, labels = _data(model)
-    monkeypatch.setattr(attacks.torchattacks, "FGSM", Lazy)
-    with pytest.raises(CrossCheckFailed, match="FGSM cross-check failed at eps=0.50000: torchattacks 100.00%"):
-        fgsm_robustness(model, images, labels, [0.5])
+def test_a_broken_in_house_projection_fails_the_run(monkeypatch):
+    import benchmark.attacks.pgd as pgd
+
+    model = tiny_model(5, seed=3)
+    images, labels = _right(model, 40)
+    uint8 = (images * 255).round().to(torch.uint8)
+    monkeypatch.setattr(pgd, "linf_clip", lambda adversarial, clean, eps: adversarial.clamp(0, 1))  # no ball
+    with pytest.raises(CrossCheckFailed, match="pgd cross-check failed"):
+        cross_check(model, create_attack("pgd", {"steps": 10}), uint8, labels, np.arange(40), 2 / 255, seed=0)
+
+
+def test_autoattack_fools_exactly_above_the_closed_form_and_agrees_with_the_reference():
+    model, images, labels = _linear_case(classes=4, n=6)
+    threshold = _threshold(model, images, labels)
+    attack = create_attack("autoattack", {"steps": 20, "queries": 200})
+    eps = float(threshold.median())
+    outcome = attack.perturb(model, images, labels, eps, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(~outcome.robust, threshold < eps)
+    uint8 = (images * 255).round().to(torch.uint8)  # cross_check takes 8-bit images, as a run has them
+    with torch.no_grad():
+        labels = model(uint8.float() / 255).argmax(1)
+    result = cross_check(model, attack, uint8, labels, np.arange(len(images)), eps, seed=0)
+    assert abs(result["accuracy"] - result["reference_accuracy"]) * len(images) <= attack.tolerance_images
+
+
+def test_every_registered_attack_cites_its_paper_and_reference():
+    for name, cls in available_attacks().items():
+        module = __import__(cls.__module__, fromlist=["_"])
+        assert cls.paper and cls.reference and module.__doc__ and "ross-check" in module.__doc__, name
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("nope", {}, "unknown attack 'nope'; known attacks: apgd, autoattack"),
+    ("pgd", {"steps": "0"}, "steps and restarts must be at least 1"),
+    ("pgd", {"rel_step": "nan"}, "must be a finite number"),
+    ("bim", {"step": "-1"}, "step must be positive"),
+    ("apgd", {"norm": "L1"}, "norm must be one of Linf, L2"),
+    ("apgd", {"losses": "ce,hinge"}, "losses must be a comma-separated list of ce and dlr"),
+    ("autoattack", {"queries": "0"}, "steps and queries must be at least 1"),
+])
+def test_bad_attack_parameters_fail_when_built(name, params, message):
+    with pytest.raises(UserError, match=message):
+        create_attack(name, params)
+
+
+def test_evaluate_counts_robust_only_when_right_clean_and_keeps_the_worst_case_per_image():
+    model = tiny_model(5, seed=3)
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 5, (64,), generator=generator)  # many are wrong when clean
+    suite = [AttackSpec("fgsm", {}, (0.0, 8 / 255, 0.3)), AttackSpec("pgd", {"steps": 5}, (8 / 255, 0.3))]
+    result = evaluate(model, images, labels, suite, seed=0, batch_size=16, cross_check_images=8, gallery=3)
+    clean = unpack(result["evaluation"]["clean_correct"], 64)
+    with torch.no_grad():
+        expected = (model(images.float() / 255).argmax(1) == labels).numpy()
+    assert np.array_equal(clean, expected) and 0.1 < clean.mean() < 0.9
+    assert result["clean_accuracy"] == pytest.approx(expected.mean())
+    by = {(a["name"], a["eps"]): a for a in result["attacks"]}
+    assert by[("fgsm", 0.0)]["accuracy"] == pytest.approx(expected.mean())  # eps 0 is clean accuracy
+    for entry in result["attacks"]:
+        robust = unpack(entry["robust"], 64)
+        assert not (robust & ~clean).any()  # never robust when wrong clean
+        assert entry["cross_check"]["images"] == 8
+    for worst in result["worst_case"]:
+        robust = unpack(worst["robust"], 64)
+        for name in worst["attacks"]:
+            assert not (robust & ~unpack(by[(name, worst["eps"])]["robust"], 64)).any()
+    assert {w["eps"] for w in result["worst_case"]} == {0.0, 8 / 255, 0.3}
+    checks = {(c["check"], c["attack"]) for c in result["checks"]}
+    assert {("eps0", "fgsm"), ("eps0", "pgd"), ("large-eps", "pgd"), ("below-fgsm", "pgd"), ("monotone", "pgd"),
+            ("worst-case", "")} <= checks
+    assert all(c["passed"] for c in result["checks"] if c["check"] in ("eps0", "worst-case"))
+    gallery = result["gallery"]
+    assert gallery["clean"].shape == (3, 3, 4, 4) and len(gallery["eps"]) == 2
+
+
+def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
+    """An attack whose accuracy rises with eps, stays above FGSM and leaves images robust at 64/255 (a
+    gradient-masking signature) fails the sanity checks, which are recorded."""
+    from benchmark.attacks import Outcome
+    from benchmark.attacks.pgd import PGD
+
+    def weak(self, model, images, labels, eps, *, generator, early_stop=True):
+        keep = torch.ones(len(images), dtype=torch.bool)
+        keep[: int(len(images) * max(0.0, 0.5 - eps))] = False  # fools fewer images as eps grows
+        return Outcome(images.clone(), keep, keep.clone())
+
+    monkeypatch.setattr(PGD, "perturb", weak)
+    model = tiny_model(5, seed=3)
+    images, labels = _right(model, 40)
+    uint8 = (images * 255).round().to(torch.uint8)
+    with torch.no_grad():
+        labels = model(uint8.float() / 255).argmax(1)
+    suite = [AttackSpec("fgsm", {}, (0.1, 0.3)), AttackSpec("pgd", {"steps": 5}, (0.1, 0.3))]
+    result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
+    failed = {(c["check"], c["attack"]) for c in result["checks"] if not c["passed"]}
+    assert {("monotone", "pgd"), ("large-eps", "pgd")} <= failed
+    assert math.isclose(result["attacks"][2]["accuracy"], 0.6, abs_tol=0.05)

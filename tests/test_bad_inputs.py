@@ -15,6 +15,7 @@ import torch
 
 import benchmark.records
 import benchmark.selection as sel
+import benchmark.storage
 from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.proxy import ProxyFeatures
@@ -48,7 +49,7 @@ def misbehaving_selector():
     sel.available_selectors()  # discover the real ones first, so ours is not replaced
     sel.register(Misbehaves)
     yield
-    del sel._REGISTRY[Misbehaves.name]
+    del sel.SELECTORS._entries[Misbehaves.name]
 
 
 def _truncate(path):
@@ -67,13 +68,13 @@ def _nan_embeddings(monkeypatch):
 def _read_only(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
-    monkeypatch.setattr(benchmark.records.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(benchmark.storage.tempfile, "mkstemp", refuse)
 
 
 def _disk_full(monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(benchmark.records.os, "fsync", full)
+    monkeypatch.setattr(benchmark.storage.os, "fsync", full)
 
 
 def _no_ray_cluster(monkeypatch):
@@ -196,12 +197,12 @@ def test_an_interrupted_write_leaves_the_previous_file_and_no_temporary(tmp_path
 
 
 def test_only_the_temporaries_of_dead_writers_on_this_host_are_removed(tmp_path):
-    host, pid = benchmark.records.WRITER.rsplit("-", 1)
+    host, pid = benchmark.storage.WRITER.rsplit("-", 1)
     dead = tmp_path / ".partial" / f".lr0.pt.{host}-999999999.abcd1234.tmp"  # killed mid-write
     live = tmp_path / f".record.json.{host}-{pid}.efgh5678.tmp"  # this process, still writing
     elsewhere = tmp_path / ".record.json.otherhost-1.ijkl9012.tmp"  # a Ray task on another node
     for path in (dead, live, elsewhere):
         path.parent.mkdir(exist_ok=True)
         path.write_text("x")
-    assert benchmark.records.remove_stale_temporaries(tmp_path) == 1
+    assert benchmark.storage.remove_stale_temporaries(tmp_path) == 1
     assert not dead.exists() and live.exists() and elsewhere.exists()

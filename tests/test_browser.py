@@ -13,10 +13,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from benchmark.leaderboard.render import build_site
 
-from leaderboard.render import build_site
-from tests.test_leaderboard import URLS, hand_records
-from tests.test_schema import write_records
+from tests.records import write_records
+from tests.test_leaderboard import hand_records, v2_records
 
 CHROMIUM = os.environ.get("CORESET_BENCH_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,27 +83,29 @@ def _artifacts(tmp_path: Path) -> Path:
 
 def test_page_renders_sorts_and_draws_in_chromium(tmp_path):
     write_records(tmp_path / "submissions", hand_records())
-    build_site([tmp_path / "submissions"], tmp_path / "site", urls=URLS)
+    build_site([tmp_path / "submissions"], tmp_path / "site", include_unpublished=True)
     page = (tmp_path / "site" / "index.html").resolve().as_uri()
 
-    # clean accuracy is column 4 of the results table: sort ascending from the URL fragment
+    # the worst-case mean is column 4 of the runs table: sort ascending from the URL fragment
     dom = _run(["--dump-dom", f"{page}#sort=g0-results.4.asc"], tmp_path / "profile").stdout
     parsed = _Rows()
     parsed.feed(dom)
     html_tag = next(attrs for tag, attrs in parsed.elements if tag == "html")
-    assert html_tag.get("data-sortable-tables") == "2"  # set by the script after it wired both tables
+    # ranked tables at 0.1 and 0.5, table 1, FGSM and worst-case tables, the runs table: all wired by the script
+    assert html_tag.get("data-sortable-tables") == "6"
     headers = [attrs for tag, attrs in parsed.elements if tag == "th"]
     assert headers and all("sortable" in attrs.get("class", "") for attrs in headers)
     results = parsed.tables["g0-results"]
     assert len(results) == 7  # random, mine, meh, one at 0.1; random, mine at 0.5; full
-    clean = [float(row[4].split(" ± ")[0]) for row in results]
-    assert clean == sorted(clean) and clean != [float(r[4].split(" ± ")[0]) for r in _unsorted(tmp_path)]
+    worst = [float(row[4].split(" ± ")[0]) for row in results]
+    assert worst == sorted(worst) and worst != [float(r[4].split(" ± ")[0]) for r in _unsorted(tmp_path)]
     assert 'aria-sort="ascending"' in dom and 'data-sorted="4.asc"' in dom
     assert [row[0] for row in parsed.tables["g0-table1"]] == ["random", "meh", "mine", "one", "full"]
+    assert [row[1] for row in parsed.tables["g0-rank0"]][:1] == ["mine"]  # best worst case first
 
     plots = re.findall(r"<svg[^>]*class=\"plot\".*?</svg>", dom, flags=re.S)
-    assert len(plots) == 2, "expected one inline plot per fraction in the rendered DOM"
-    assert all(len(re.findall(r"<path\b", plot)) > 10 for plot in plots) and "fraction 0.5" in plots[1]
+    assert len(plots) == 4, "expected the worst case and FGSM per fraction in the rendered DOM"
+    assert all(len(re.findall(r"<path\b", plot)) > 10 for plot in plots) and "fraction 0.5" in plots[2]
 
     artifacts = _artifacts(tmp_path)
     for name, size in (("leaderboard-desktop.png", "1280,2000"), ("leaderboard-phone.png", "390,2400")):
@@ -114,6 +116,22 @@ def test_page_renders_sorts_and_draws_in_chromium(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
         assert int.from_bytes(data[16:20], "big") == int(size.split(",")[0])  # the PNG's width
         print(f"screenshot: {shot}")
+
+
+def test_the_ranking_caveats_and_verdicts_fit_1280_pixels_without_sideways_scrolling(tmp_path):
+    write_records(tmp_path / "submissions", v2_records())
+    build_site([tmp_path / "submissions"], tmp_path / "site")
+    page = (tmp_path / "site" / "index.html").resolve().as_uri()
+    dom = _run(["--window-size=1280,2000", "--dump-dom", f"{page}#measure"], tmp_path / "profile").stdout
+    parsed = _Rows()
+    parsed.feed(dom)
+    root = next(attrs for tag, attrs in parsed.elements if tag == "html")
+    assert int(root["data-measured"]) == 2  # the caveats and the one ranked table
+    width = int(root["data-window-width"])
+    assert width == 1280 and int(root["data-scroll-width"]) <= width
+    assert int(root["data-measured-right"]) <= width
+    verdicts = [row[5] for row in parsed.tables["g0-rank0"]]
+    assert any(v.startswith("better (p = ") for v in verdicts)
 
 
 def _unsorted(tmp_path: Path) -> list[list[str]]:

@@ -3,9 +3,9 @@
 import math
 
 import numpy as np
+from benchmark.methods.cal import CAL
 
 from benchmark.selection import SelectionContext, validate_selection
-from methods.cal import CAL
 
 AGREE, DISAGREE = [0.9, 0.1], [0.1, 0.9]
 

@@ -11,7 +11,8 @@ from benchmark.records import SCHEMA
 from tests.conftest import REPO
 
 REQUIRED = {"schema", "method", "dataset", "model", "fraction", "seed", "budget", "selection", "training",
-            "clean_accuracy", "attacks", "environment", "created"}
+            "model_weights", "clean_accuracy", "evaluation", "attacks", "worst_case", "checks", "flags", "gallery",
+            "environment", "created"}
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +33,25 @@ def test_smoke_run_writes_complete_records_and_a_table(smoke):
     for record in records:
         assert REQUIRED <= record.keys() and record["schema"] == SCHEMA
         assert record["dataset"] == "digits" and record["preset"] == "smoke" and record["seed"] == 0
-        assert 0 <= record["clean_accuracy"] <= 1
-        eps = [a["eps"] for a in record["attacks"]]
-        assert eps == sorted(eps) and len(eps) == 5
+        # the first minute shows a benchmark that works: both fractions well above chance, more data better
+        assert 0.3 <= record["clean_accuracy"] <= 1 and not record["flags"]
+        assert [(a["name"], round(a["eps"] * 255)) for a in record["attacks"]] == [("fgsm", 2), ("fgsm", 8),
+                                                                                   ("pgd", 2), ("pgd", 8)]
         for attack in record["attacks"]:
-            assert abs(attack["accuracy"] - attack["inhouse_accuracy"]) <= 0.001
-        assert {"torch", "timm", "torchattacks", "package", "device"} <= record["environment"].keys()
+            check = attack["cross_check"]
+            assert check["images"] == 4 and check["accuracy"] == check["reference_accuracy"]
+            assert attack["accuracy"] < record["clean_accuracy"]
+        assert all(check["passed"] for check in record["checks"])
+        assert {"torch", "timm", "torchattacks", "package", "device", "peak_memory_mb"} <= record["environment"].keys()
+        assert set(record["environment"]["peak_memory_mb"]) >= {"selection", "training", "evaluation"}
         assert record["budget"] == round(record["fraction"] * record["pool_size"])
-    assert (out / records[0]["selection"]["artifact"]).exists()
+        for artifact in (record["selection"]["artifact"], record["model_weights"]["artifact"],
+                         record["gallery"]["artifact"]):
+            assert (out / artifact).is_file()
+    half, tenth = sorted(records, key=lambda r: -r["fraction"])
+    assert half["clean_accuracy"] > tenth["clean_accuracy"]
+    assert main(["validate", str(out)]) == 0
+    assert "python -m benchmark leaderboard --records" in first.stderr  # where the records are, how to see them
     table = [line for line in first.stdout.splitlines() if line.startswith("| random")]
     assert len(table) == 2
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
@@ -118,11 +130,14 @@ def test_cifar10_without_network_says_how_to_point_at_a_copy(tmp_path, monkeypat
 
 
 def test_help_for_every_verb(capsys):
-    for verb in ("run", "select", "methods"):
+    for verb in ("run", "select", "methods", "attack", "export", "attacks", "datasets", "presets"):
         with pytest.raises(SystemExit) as stop:
             main([verb, "--help"])
         assert stop.value.code == 0
     assert "--fractions" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("coreset-bench 0.")
 
 
 def test_same_seed_same_selection_and_accuracy_on_cpu(tmp_path):
@@ -134,3 +149,29 @@ def test_same_seed_same_selection_and_accuracy_on_cpu(tmp_path):
     assert a["selection"]["indices_sha256"] == b["selection"]["indices_sha256"]
     assert a["clean_accuracy"] == b["clean_accuracy"] and a["attacks"] == b["attacks"]
     assert a["preset"] == "smoke+custom"
+
+
+def test_methods_are_found_from_a_directory_with_its_own_methods_package(tmp_path):
+    """Only `benchmark` is claimed at the top level: a user's own `methods/` package does not hide ours."""
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "__init__.py").write_text("raise ImportError('the wrong methods package')\n")
+    (tmp_path / "leaderboard").mkdir()
+    (tmp_path / "leaderboard" / "__init__.py").write_text("raise ImportError('the wrong leaderboard')\n")
+    result = subprocess.run([sys.executable, "-m", "benchmark", "methods"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")}
+    assert {"random", "cal", "glister", "grand", "graphcut", "moderate_ds", "full"} <= listed
+
+
+def test_the_wheel_installs_no_top_level_name_but_benchmark(tmp_path):
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("coreset_bench-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"benchmark"}
+    assert "benchmark/methods/cal.py" in names and "benchmark/leaderboard/templates/index.html.j2" in names
+    assert "benchmark/schemas/run-2.schema.json" in names

@@ -3,9 +3,9 @@
 import math
 
 import numpy as np
+from benchmark.methods.contextual_diversity import ContextualDiversity
 
 from benchmark.selection import SelectionContext, validate_selection
-from methods.contextual_diversity import ContextualDiversity
 
 
 def _symmetric_kl(p, q):

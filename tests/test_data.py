@@ -43,7 +43,7 @@ def test_imagefolder_with_train_and_test_is_decoded_resized_and_cached(tmp_path)
     assert dataset.class_names == ("cat", "dog")
     assert dataset.train_images.shape == (10, 3, 32, 32) and dataset.test_images.shape == (4, 3, 32, 32)
     assert dataset.train_labels.tolist() == [0] * 5 + [1] * 5
-    cached = list((tmp_path / "cache" / "imagefolder").glob("*.pt"))
+    cached = list((tmp_path / "cache" / "imagefolder").glob("*.safetensors"))
     assert len(cached) == 1
     again = load_dataset(f"imagefolder:{tmp_path / 'data'}", cache_dir=tmp_path / "cache")
     assert torch.equal(again.train_images, dataset.train_images)
@@ -68,5 +68,6 @@ def test_bad_imagefolders_are_clear_errors(tmp_path, setup, message):
 
 
 def test_unknown_dataset_names_the_choices():
-    with pytest.raises(UserError, match="unknown dataset 'mnist'; use cifar10, digits or imagefolder:PATH"):
+    with pytest.raises(UserError, match="unknown dataset 'mnist'; use one of cifar10, cifar100, digits, "
+                                        "fashion_mnist, imagefolder:PATH, svhn, tiny_imagenet"):
         load_dataset("mnist")

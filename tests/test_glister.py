@@ -4,10 +4,10 @@ the model update after each pick changes the choice where a static top-k by init
 import numpy as np
 import pytest
 import torch
+from benchmark.methods.glister import Glister
 
 from benchmark.errors import UserError
-from benchmark.selection import SelectionContext, ValidationOutputs
-from methods.glister import Glister
+from benchmark.selection import SelectionContext, ValidationOutputs, create_selector
 from tests.conftest import tiny_context
 
 
@@ -128,5 +128,5 @@ def test_exact_budget_class_budgets_scores_and_determinism():
 
 
 def test_eta_must_be_positive():
-    with pytest.raises(UserError, match="eta must be positive"):
-        Glister(eta=0.0).select(tiny_context())
+    with pytest.raises(UserError, match="eta must be positive"):  # when it is built, before any data loads
+        create_selector("glister", {"eta": "0"})

@@ -5,15 +5,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from benchmark.methods.grand import GraNd
 from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.gradients import gradient_norms, last_layer_gradient_norms
 from benchmark.models import Classifier
-from benchmark.selection import SelectionContext
+from benchmark.selection import SelectionContext, create_selector
 from benchmark.train import predict, to_float
-from methods.grand import GraNd
-from tests.conftest import tiny_context
 
 
 def conv_model(seed: int, num_classes: int = 3) -> Classifier:
@@ -174,5 +173,5 @@ def test_exact_budget_class_budgets_and_determinism():
 
 
 def test_bad_parameters_fail_clearly():
-    with pytest.raises(UserError, match="repeats must be at least 1"):
-        GraNd(repeats=0).select(tiny_context())
+    with pytest.raises(UserError, match="repeats must be at least 1"):  # when it is built, before any data loads
+        create_selector("grand", {"repeats": "0"})

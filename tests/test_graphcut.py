@@ -3,10 +3,10 @@ with cosine similarities s between gradient (or proxy) embeddings (Iyer et al. 2
 
 import numpy as np
 import pytest
+from benchmark.methods.graphcut import GraphCut
 
 from benchmark.errors import UserError
 from benchmark.selection import SelectionContext, create_selector, validate_selection
-from methods.graphcut import GraphCut
 
 
 def _context(n=16, budget=5, balance=False, seed=0):
@@ -71,6 +71,6 @@ def test_unknown_features_are_a_clear_error():
 
 
 def test_a_group_too_large_for_a_dense_kernel_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("methods.graphcut.MAX_GROUP_SIZE", 10)
-    with pytest.raises(UserError, match="balance=True"):
+    monkeypatch.setattr("benchmark.methods.graphcut.MAX_GROUP_SIZE", 10)
+    with pytest.raises(UserError, match="without --unbalanced"):
         GraphCut().select(_context(n=16, budget=5, balance=False))

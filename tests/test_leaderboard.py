@@ -1,22 +1,28 @@
-"""The leaderboard: aggregation checked against numbers computed by hand, the pages (Markdown and HTML),
-escaping of untrusted record strings, the inline SVG plots, and the all-or-nothing site writing."""
+"""The leaderboard: aggregation checked against numbers computed by hand (means, intervals, p-values, Holm's
+adjustment), the pages (Markdown and HTML) for version-1 and version-2 records, escaping of untrusted record
+strings, the inline plots and adversarial examples, the published presets, and the all-or-nothing writing."""
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from benchmark.leaderboard.aggregate import WORST, build_groups, holm, mean_std, paired_difference, table1
+from benchmark.leaderboard.render import MARKER, build_site, markdown_escape, safe_url
 
 from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.schema import SchemaError, load_records
-from leaderboard.aggregate import build_groups, mean_std, paired_difference, table1
-from leaderboard.render import MARKER, build_site, default_urls, safe_url
-from tests.test_schema import PROTOCOL, make_record, write_records
+from tests.conftest import REPO
+from tests.records import EPS, PROTOCOL, make_record, make_record_v2, write_records
 
 T_975_2DF = 4.302652729749462  # t distribution, 97.5 % quantile, 2 degrees of freedom (from a t table)
-URLS = {"mine": "https://example.org/mine", "random": ""}
+MINE_URL = "https://example.org/mine"
 
 
 def _fgsm(clean):
@@ -24,17 +30,18 @@ def _fgsm(clean):
 
 
 def hand_records() -> list[dict]:
-    """Three seeds of random and `mine`, two of `meh`, one of `one`, and `full` for seeds 0 and 1 only."""
+    """Three seeds of random and `mine`, three of `meh`, one of `one`, and `full` for seeds 0 and 1 only."""
     records = []
     for seed, clean in enumerate([0.60, 0.62, 0.64]):
         records.append(make_record("random", seed=seed, clean=clean, fgsm=_fgsm(clean), seconds=0.1))
     for seed, clean in enumerate([0.65, 0.66, 0.70]):
-        records.append(make_record("mine", seed=seed, clean=clean, fgsm=_fgsm(clean), seconds=[1.0, 2.0, 6.0][seed]))
+        records.append(make_record("mine", seed=seed, clean=clean, fgsm=_fgsm(clean), seconds=[1.0, 2.0, 6.0][seed],
+                                   url=MINE_URL))
     for seed, clean in enumerate([0.61, 0.60, 0.66]):
         records.append(make_record("meh", seed=seed, clean=clean, fgsm=_fgsm(clean)))
     records.append(make_record("one", seed=0, clean=0.50, fgsm=_fgsm(0.5)))
     records.append(make_record("random", fraction=0.5, seed=0, clean=0.80, fgsm=_fgsm(0.8)))
-    records.append(make_record("mine", fraction=0.5, seed=0, clean=0.82, fgsm=_fgsm(0.82)))
+    records.append(make_record("mine", fraction=0.5, seed=0, clean=0.82, fgsm=_fgsm(0.82), url=MINE_URL))
     for seed, clean in enumerate([0.90, 0.95]):
         records.append(make_record("full", fraction=1.0, seed=seed, clean=clean, fgsm=_fgsm(clean)))
     return records
@@ -60,10 +67,12 @@ def test_means_and_sample_stds_by_hand(groups):
     # deviations -0.02, -0.01, 0.03: squares sum to 0.0014, over n - 1 = 2
     assert mine["clean_std"] == pytest.approx(math.sqrt(0.0014 / 2))
     # FGSM at eps index 2 is clean - 0.3 for every seed: same std, mean shifted
-    assert mine["fgsm2_mean"] == pytest.approx(0.37)
-    assert mine["fgsm2_std"] == pytest.approx(math.sqrt(0.0014 / 2))
-    # the mean over eps is clean - 0.3 per run
-    assert mine["fgsm_mean_mean"] == pytest.approx(0.37)
+    mean, std = mine["measures"][("fgsm", "Linf", EPS[2])]
+    assert mean == pytest.approx(0.37) and std == pytest.approx(math.sqrt(0.0014 / 2))
+    # version 1: the worst case is FGSM itself; its mean over eps is clean - 0.3 per run
+    assert mine["measures"][(WORST, "Linf", EPS[2])][0] == pytest.approx(0.37)
+    assert mine["worst_mean_mean"] == pytest.approx(0.37)
+    assert mine["headline_mean"] == pytest.approx(0.67 - 0.2)  # version-1 headline: 2/255, the 2nd eps
     assert mine["select_seconds_mean"] == pytest.approx(3.0)
     assert mine["select_seconds_std"] == pytest.approx(math.sqrt((4 + 1 + 9) / 2))
     one = _row(group, "one")
@@ -89,12 +98,18 @@ def test_paired_comparison_with_random_by_hand(groups):
     assert (paired.n, paired.mean) == (3, pytest.approx(0.05))
     assert (paired.low, paired.high) == (pytest.approx(0.05 - half), pytest.approx(0.05 + half))
     assert paired.significant
+    # t = 0.05 / (0.01 / sqrt 3) = 8.660; two-sided p with 2 degrees of freedom = 1 - t / sqrt(t^2 + 2)
+    t = 0.05 / (0.01 / math.sqrt(3))
+    assert paired.p == pytest.approx(1 - t / math.sqrt(t * t + 2))
     # meh - random: 0.01, -0.02, 0.02 -> mean 1/300, sd sqrt(((2/3)^2 + (7/3)^2 + (5/3)^2) / 2) / 100
     meh = _row(group, "meh")["vs_random_clean"]
     sd = math.sqrt(((2 / 3) ** 2 + (7 / 3) ** 2 + (5 / 3) ** 2) / 2) / 100
     assert meh.mean == pytest.approx(1 / 300)
     assert meh.low == pytest.approx(1 / 300 - T_975_2DF * sd / math.sqrt(3))
     assert meh.low < 0 < meh.high and not meh.significant
+    # Holm over the section's clean comparisons with an interval: mine (p 0.013) and meh (p 0.83), m = 2
+    assert paired.adjusted == pytest.approx(min(1, 2 * paired.p)) and paired.significant_adjusted
+    assert meh.adjusted == pytest.approx(max(2 * paired.p, meh.p))
     # one pair: a mean difference but no interval
     one = _row(group, "one")["vs_random_clean"]
     assert one.n == 1 and one.mean == pytest.approx(-0.10) and not one.has_interval and not one.significant
@@ -103,8 +118,17 @@ def test_paired_comparison_with_random_by_hand(groups):
     assert _row(group, "full", 1.0)["vs_random_clean"].n == 0
 
 
+def test_holm_by_hand():
+    # sorted 0.01, 0.02, 0.04 with m = 3: 0.03, 0.04, 0.04 (the running maximum); NaN stays out
+    adjusted = holm([0.04, math.nan, 0.01, 0.02])
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1])
+    assert adjusted[2] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.04)
+    assert holm([0.5, 0.9]) == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
 def test_paired_difference_and_mean_std_edge_cases():
     assert paired_difference([0.02, 0.02]).significant  # zero spread, nonzero mean: a zero-width interval
+    assert paired_difference([0.02, 0.02]).p == 0.0 and paired_difference([0.0, 0.0]).p == 1.0
     assert not paired_difference([]).significant and paired_difference([]).n == 0
     assert math.isnan(mean_std([0.3])[1]) and mean_std([0.3])[0] == 0.3
     assert mean_std([0.1, 0.3]) == (pytest.approx(0.2), pytest.approx(math.sqrt(0.02)))
@@ -121,7 +145,7 @@ def test_table1_rows_methods_columns_fractions(groups):
 
 def _build(root: Path) -> tuple[Path, list[Path]]:
     paths = write_records(root / "submissions", hand_records())
-    build_site([root / "submissions"], root / "site", urls=URLS)
+    build_site([root / "submissions"], root / "site", include_unpublished=True)
     return root / "site", paths
 
 
@@ -153,51 +177,66 @@ def test_page_shows_numbers_from_the_records(site):
     assert f"+5.00 [{5 - half:+.2f}, {5 + half:+.2f}] *" in html
     assert "-10.00 (1 pair: no interval)" in html and "50.00 ± n/a" in html
     assert 'data-value="67.0"' in html  # the sortable value is a plain number
-    # protocol, dataset, scale and version are stated
+    # protocol, dataset, scale and version are stated, and the page says these are FGSM-only records
     for text in ("smoke", "digits", "pool size 1000", "mobilenetv2_035", "4 epochs", "coreset-bench 0.1.0",
-                 "1/255, 2/255, 4/255, 8/255, 16/255"):
+                 "1, 2, 4, 8, 16 /255", "schema 1: FGSM only", "Version 1 records: FGSM alone"):
         assert text in html, text
-    assert '<a href="https://example.org/mine" rel="noopener noreferrer"' in html
+    assert f'<a href="{MINE_URL}" rel="noopener noreferrer"' in html
 
 
 def test_plots_are_inline_deterministic_svg(site, tmp_path):
     out, _ = site
     html = (out / "index.html").read_text()
     svgs = re.findall(r"<svg .*?</svg>", html, flags=re.S)
-    assert len(svgs) == 2  # one panel per fraction; full is the reference line, not a panel of its own
-    assert "fraction 0.1</text>" in svgs[0] and "fraction 0.5</text>" in svgs[1]
-    assert all(svg.count("<path") > 10 and "full (1.0)</text>" in svg for svg in svgs)
-    assert ">mine</text>" in svgs[1] and ">meh</text>" not in svgs[1]  # meh ran at fraction 0.1 only
-    svg = "".join(svgs)
-    assert "<?xml" not in html and "<dc:date>" not in svg
+    assert len(svgs) == 4  # fractions 0.1 and 0.5, each the worst case and FGSM; full is a line, not a row
+    assert "fraction 0.1</text>" in svgs[0] and "fraction 0.5</text>" in svgs[2]
+    labels = ["random", "meh", "mine", "one", "full"]  # the legend order (table 1's)
+    for svg in svgs:
+        assert svg.count("<path") > 10 and f"-m{labels.index('full')}-line" in svg
+    assert f"-m{labels.index('mine')}-line" in svgs[2] and f"-m{labels.index('meh')}-line" not in svgs[2]
+    assert html.count('data-method-index="') == len(labels)  # one checkbox per line
+    assert "<?xml" not in html and "<dc:date>" not in "".join(svgs)
     ids = re.findall(r'\bid="([^"]+)"', html)
-    assert len(ids) == len(set(ids))  # no clash between the plot's ids and the page's
-    for reference in re.findall(r"url\(#([^)]+)\)", svg):
-        assert f'id="{reference}"' in svg
+    assert len(ids) == len(set(ids))  # no clash between the plots' ids and the page's
+    for reference in re.findall(r"url\(#([^)]+)\)", "".join(svgs)):
+        assert f'id="{reference}"' in html
     # no external resources: the page works offline
     assert not re.search(r'(src|href)="(https?:)?//(?!example\.org)', html)
     assert "<link" not in html and "@import" not in html
     # a second build gives the same bytes
-    build_site([out.parent / "submissions"], tmp_path / "again", urls=URLS)
+    build_site([out.parent / "submissions"], tmp_path / "again", include_unpublished=True)
     assert (tmp_path / "again" / "index.html").read_text() == html
 
 
 def test_untrusted_strings_render_inert(tmp_path):
     evil = "<script>alert(1)</script>"
     records = [make_record("random", seed=s, clean=0.5) for s in range(2)]
-    records += [make_record(evil, seed=s, clean=0.6, paper='<img src=x onerror="alert(2)">') for s in range(2)]
-    records += [make_record("linky", seed=0, clean=0.55, paper="$x$ \\frac{")]  # no mathtext in the plot
-    records += [make_record('q" id="zz $a$', seed=0, clean=0.52)]  # plot text is shown as it is
+    records += [make_record("linky", seed=s, clean=0.6, paper='<img src=x onerror="alert(2)">',
+                            params={"note": evil}) for s in range(2)]
+    records += [make_record("mathy", seed=0, clean=0.55, paper="$x$ \\frac{ [click](javascript:alert(3)) ~~gone~~ "
+                            "<http://evil.example> ![i](http://evil.example/x.png) | row")]
     write_records(tmp_path / "in", records)
-    build_site([tmp_path / "in"], tmp_path / "site", urls={evil: "javascript:alert(1)", "linky": " JaVaScRiPt:x"})
+    build_site([tmp_path / "in"], tmp_path / "site", include_unpublished=True)
     html = (tmp_path / "site" / "index.html").read_text()
     assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<img" not in html and "&lt;img src=x onerror=" in html
-    assert "javascript:" not in html.lower()
-    assert html.count("<script>") == 1  # only the page's own sort script
-    assert '>q" id="zz $a$</text>' in html and 'q&#34; id=&#34;zz $a$' in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=" in html
+    assert "javascript:" not in html.lower().replace("javascript:alert(3)", "")  # only as escaped text
+    assert html.count("<script>") == 2  # only the page's own scripts (sorting, plot toggles)
     md = (tmp_path / "site" / "leaderboard.md").read_text()
-    assert evil not in md and "javascript:" not in md.lower()
+    # escaped brackets, tildes and angle brackets: no link, strikethrough or autolink can form
+    assert evil not in md and "[click](" not in md and "\\[click\\]" in md and "~~gone" not in md
+    assert "<http" not in md
+    assert "![i](" not in md and "\\| row" in md and "&lt;img src=x" in md
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a\rb\u2028c\x0bd\te", "a b c d e"),  # every line or field break becomes a space: no extra table rows
+    ("[x](javascript:y)", "\\[x\\](javascript:y)"),
+    ("~~strike~~ <b>", "\\~\\~strike\\~\\~ &lt;b&gt;"),
+    ("a|b", "a\\|b"),
+])
+def test_markdown_cells_escape_everything_with_a_meaning(text, expected):
+    assert markdown_escape(text) == expected
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -215,7 +254,7 @@ def test_invalid_records_write_nothing(tmp_path):
     records[1]["attacks"][2]["eps"] = 0.0
     write_records(tmp_path / "in", records)
     with pytest.raises(SchemaError) as caught:
-        build_site([tmp_path / "in"], tmp_path / "site", urls=URLS)
+        build_site([tmp_path / "in"], tmp_path / "site", include_unpublished=True)
     assert any("attacks[2].eps: not sorted ascending" in p for p in caught.value.problems)
     assert not (tmp_path / "site").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["in"]  # no staging directory left behind
@@ -224,20 +263,39 @@ def test_invalid_records_write_nothing(tmp_path):
 def test_rebuild_replaces_a_site_but_never_a_foreign_directory(tmp_path):
     out, paths = _build(tmp_path)
     paths[0].unlink()
-    build_site([tmp_path / "submissions"], out, urls=URLS)
+    build_site([tmp_path / "submissions"], out, include_unpublished=True)
     assert len(list((out / "records").iterdir())) == len(paths) - 1
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="is not a leaderboard site"):
-        build_site([tmp_path / "submissions"], foreign, urls=URLS)
+        build_site([tmp_path / "submissions"], foreign, include_unpublished=True)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     # an invalid record later leaves the previous site as it was
     before = (out / "index.html").read_text()
     (tmp_path / "submissions" / "broken.json").write_text("{")
     with pytest.raises(SchemaError):
-        build_site([tmp_path / "submissions"], out, urls=URLS)
+        build_site([tmp_path / "submissions"], out, include_unpublished=True)
     assert (out / "index.html").read_text() == before
+
+
+def test_out_dot_rebuilds_in_place_and_a_killed_builds_leftovers_are_cleaned(tmp_path, monkeypatch):
+    out, _ = _build(tmp_path)
+    # what a build killed mid-way leaves: a staging folder and an old copy named after a dead writer of this
+    # host; another host's (it may be alive, on a shared file system) is left alone
+    (tmp_path / ".site.otherhost-999999.abc.tmp").mkdir()
+    import benchmark.storage as storage
+    host = storage.WRITER.rsplit("-", 1)[0]
+    stale = [tmp_path / f".site.{host}-999999.abc.tmp", tmp_path / f".site.{host}-999999.def.old"]
+    for path in stale:
+        path.mkdir()
+    monkeypatch.chdir(out)
+    assert main(["-q", "leaderboard", "--records", str(tmp_path / "submissions"), "--out", ".",
+                 "--include-unpublished"]) == 0
+    assert (out / "index.html").is_file()
+    assert not any(path.exists() for path in stale)
+    assert not list(tmp_path.glob(".site.*.old"))
+    assert [p.name for p in tmp_path.glob(".site.*.tmp")] == [".site.otherhost-999999.abc.tmp"]
 
 
 def test_one_section_per_protocol(tmp_path):
@@ -254,25 +312,53 @@ def test_one_section_per_protocol(tmp_path):
     assert len(titles) == 4 and len(set(titles)) == 4  # same preset name, other settings: told apart
     assert all("smoke+custom (settings " in title for title in titles[2:])
     assert groups[0].facts["pool_size"] == [45000] and groups[0].facts["epochs"] == 200
-    build_site([tmp_path / "in" / "0", tmp_path / "in" / "1"], tmp_path / "site", urls={})
+    build_site([tmp_path / "in" / "0", tmp_path / "in" / "1"], tmp_path / "site", include_unpublished=True)
     html = (tmp_path / "site" / "index.html").read_text()
-    assert html.count('<section id="g') == 2 and html.count("<svg ") == 2
+    assert html.count('<section id="g') == 2 and html.count("<svg ") == 4
     assert html.index("cifar10 · mobilenetv2_100 · standard</h2>") < html.index("digits · mobilenetv2_035 · smoke</h2>")
 
 
-def test_paper_links_come_from_the_registered_selectors():
-    urls = default_urls()
-    assert urls["glister"] == "https://arxiv.org/abs/2012.10630" and "random" not in urls  # random has no url
+def test_rows_are_keyed_by_typed_parameters_never_by_rendered_text(tmp_path):
+    records = [make_record("cal", seed=0, params={"k": 10}), make_record("cal", seed=1, params={"k": 10}),
+               make_record("cal", seed=0, params={"k": "10"})]  # a string ten is another setting
+    for index, record in enumerate(records):
+        write_records(tmp_path / "in" / str(index), [record])
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    labels = sorted(group.summary["label"])
+    assert len(labels) == 2 and len(set(labels)) == 2 and sorted(group.summary["n"]) == [1, 2]
+    assert labels == ['cal (k="10")', "cal (k=10)"]
 
 
-def test_cli_leaderboard(tmp_path, capsys, monkeypatch):
+def test_paper_links_come_from_the_records_and_rendering_imports_no_selector_and_no_torch(tmp_path):
+    records = [make_record("random", seed=s) for s in range(2)]
+    records += [make_record("not-installed", seed=s, url="https://example.org/paper") for s in range(2)]
+    write_records(tmp_path / "in", records)
+    script = (f"import sys; from benchmark.leaderboard import build_site; "
+              f"build_site([{str(tmp_path / 'in')!r}], {str(tmp_path / 'site')!r}, include_unpublished=True); "
+              f"bad = [m for m in sys.modules if m == 'torch' or m.startswith('benchmark.methods')]; "
+              f"assert not bad, bad")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, env={**os.environ})
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert '<a href="https://example.org/paper" rel="noopener noreferrer"' in html
+
+
+def test_the_board_takes_only_its_published_presets(tmp_path, capsys, monkeypatch):
+    write_records(tmp_path / "submissions", hand_records())  # preset smoke
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "leaderboard", "--out", "public"]) == 2
+    err = capsys.readouterr().err
+    assert "14 record(s) of preset(s) smoke, which the published board does not take (it takes cifar10-cpu, " \
+           "standard)" in err and "--include-unpublished" in err
+    assert not (tmp_path / "public").exists()
+    assert main(["-q", "leaderboard", "--out", "public", "--include-unpublished"]) == 0
+    assert (tmp_path / "public" / "index.html").is_file()
+
+
+def test_cli_leaderboard_reports_invalid_records(tmp_path, capsys, monkeypatch):
     write_records(tmp_path / "submissions", hand_records())
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("leaderboard.render.default_urls", lambda: URLS)  # the registry is tested above
-    assert main(["-q", "leaderboard", "--out", "public"]) == 0  # default --records submissions/
-    assert (tmp_path / "public" / "index.html").is_file()
     (tmp_path / "submissions" / "x.json").write_text(json.dumps({**make_record(seed=9), "seed": "nine"}))
-    assert main(["-q", "leaderboard", "--out", "public2"]) == 2
+    assert main(["-q", "leaderboard", "--out", "public2", "--include-unpublished"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"{Path('submissions') / 'x.json'}: seed: expected an integer, got \"nine\""
     assert err[-1].startswith("error: 1 problem(s) in 1 of 15 record file(s); nothing written")
@@ -283,7 +369,83 @@ def test_records_with_the_same_file_name_get_distinct_copies(tmp_path):
     for seed, folder in enumerate(("a", "b")):
         (tmp_path / "in" / folder).mkdir(parents=True)
         (tmp_path / "in" / folder / "run.json").write_text(json.dumps(make_record(seed=seed)))
-    build_site([tmp_path / "in"], tmp_path / "site", urls={})
+    build_site([tmp_path / "in"], tmp_path / "site", include_unpublished=True)
     assert sorted(p.name for p in (tmp_path / "site" / "records").iterdir()) == ["run-2.json", "run.json"]
     html = (tmp_path / "site" / "index.html").read_text()
     assert '<a href="records/run.json">s0</a><a href="records/run-2.json">s1</a>' in html
+
+
+# --- version 2: the suite, the ranking, flags, caveats, examples --------------------------------------------
+def v2_records() -> list[dict]:
+    """Random and two methods over three seeds: `good` beats Random in the worst case at 2/255 by 10 points on
+    every seed, `same` matches it; `full` as the reference; one flagged run."""
+    records = []
+    for seed in range(3):
+        records.append(make_record_v2("random", seed=seed, clean=0.40 + 0.01 * seed, pgd=[0.20, 0.10, 0.05, 0, 0]))
+        records.append(make_record_v2("good", seed=seed, clean=0.45, pgd=[0.30 + 0.005 * seed, 0.20 + 0.005 * seed,
+                                                                          0.1, 0, 0], url="https://example.org/g"))
+        records.append(make_record_v2("same", seed=seed, clean=0.40 + 0.01 * seed, pgd=[0.2, 0.1, 0.05, 0, 0],
+                                      flags=[{"code": "few-steps", "detail": "12 steps"}] if seed == 1 else None))
+        records.append(make_record_v2("full", seed=seed, fraction=1.0, clean=0.6))
+    return records
+
+
+def test_v2_ranking_by_the_worst_case_with_holm_verdicts_caveats_and_flags(tmp_path):
+    write_records(tmp_path / "in", v2_records())
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    assert group.headline_eps == 2 / 255 and group.attacks == ["fgsm", "pgd", WORST]
+    good = _row(group, "good")
+    # worst case at 2/255: min(FGSM 0.45 - 0.10, PGD 0.20 + 0.005 s) = 0.20 + 0.005 s
+    assert good["headline_mean"] == pytest.approx(0.205)
+    assert good["vs_random_headline"].mean == pytest.approx(0.205 - 0.10)
+    build_site([tmp_path / "in"], tmp_path / "site")  # cifar10-cpu: a published preset
+    html = (tmp_path / "site" / "index.html").read_text()
+    ranked = html[html.index('id="g0-rank0"'):html.index("</table>", html.index('id="g0-rank0"'))]
+    assert ranked.index(">good<") < ranked.index(">random<") and ranked.index(">good<") < ranked.index(">same<")
+    assert "better (p = " in ranked  # good vs random, Holm-adjusted
+    assert "few-steps (1 of 3)" in ranked
+    for text in ("Read this first", "a test set of 200 images", "A model on the whole pool reaches 60.0 %",
+                 "worst case is over fgsm, pgd", "cross-checked", "1 of 12 runs are flagged"):
+        assert text in html, text
+    md = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert "### Ranking at fraction 0.1: worst-case robust accuracy at 2/255 (%)" in md and "better (p = " in md
+
+
+def test_adversarial_examples_are_inlined_from_the_gallery_artifact(tmp_path):
+    records = v2_records()
+    paths = write_records(tmp_path / "in", records)
+    good = next(p for p, r in zip(paths, records) if r["method"] == "good" and r["seed"] == 0)
+    record = json.loads(good.read_text())
+    artifact = good.with_name("good-gallery.npz")
+    record["gallery"] = {"artifact": artifact.name, "attack": "pgd", "eps": [2 / 255, 8 / 255]}
+    good.write_text(json.dumps(record))
+    rng = np.random.default_rng(0)
+    pictures = rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    np.savez(artifact, class_names=np.asarray(["cat", "dog"]), attack="pgd", eps=np.asarray([2 / 255, 8 / 255]),
+             labels=np.asarray([0, 1, 0]), clean=pictures, clean_predictions=np.asarray([0, 1, 1]),
+             adversarial_0=pictures, predictions_0=np.asarray([1, 1, 1]), adversarial_1=pictures,
+             predictions_1=np.asarray([1, 0, 1]))
+    build_site([tmp_path / "in"], tmp_path / "site")
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') == 9  # 3 images x (clean + 2 eps)
+    assert "pgd at 2/255" in html and "pgd at 8/255" in html and 'class="wrong">dog<' in html
+    artifact.write_bytes(b"PK\x03\x04 damaged")  # a damaged artifact: no gallery, the page still builds
+    build_site([tmp_path / "in"], tmp_path / "site")
+    assert "data:image/png" not in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_the_study_section_checks_its_conclusions(tmp_path):
+    records = []
+    for seed in range(3):
+        for method in ("random", "cal", "contextual_diversity", "glister", "grand", "graphcut", "moderate_ds"):
+            for fraction in (0.1, 0.5):
+                clean = 0.5 if method != "grand" or fraction == 0.5 else 0.35 + 0.01 * seed
+                records.append(make_record_v2(method, seed=seed, fraction=fraction, clean=clean + 0.001 * seed))
+    write_records(tmp_path / "in", records)
+    build_site([tmp_path / "in"], tmp_path / "site")
+    html = (tmp_path / "site" / "index.html").read_text()
+    section = html[html.index("The study, re-measured"):]
+    assert "Random is a strong baseline" in section and "<b>holds (no Holm-adjusted comparison above Random)" in section
+    assert "GraNd is weak at 10 %: below Random on clean accuracy: <b>holds; grand − random -14.00" in section
+    assert "Every method collapses under attack" in section and "Moderate DS is no more robust" in section
+    assert "study.json is absent" in section

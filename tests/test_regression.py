@@ -1,6 +1,7 @@
 """Regression on real images: a class-balanced CIFAR-10 subset (the shared JPEG copy) must train well above
-chance, with the two FGSM implementations agreeing. Set CORESET_BENCH_CIFAR10_JPEG to the copy's folder
-(.ci/run does); without it this test reports that it was not run."""
+chance, with every attack agreeing with its reference and passing its sanity checks. Set
+CORESET_BENCH_CIFAR10_JPEG to the copy's folder (.ci/run does); without it this test reports that it was not
+run."""
 
 import json
 
@@ -29,10 +30,12 @@ def test_cifar10_subset_trains_well_above_chance(tmp_path):
         pytest.skip("NOT RUN: set CORESET_BENCH_CIFAR10_JPEG to a CIFAR-10 ImageFolder copy (train/, test/)")
     data = _subset(source, tmp_path / "cifar10-subset")
     assert main(["run", "--method", "full", "--preset", "smoke", "--dataset", f"imagefolder:{data}",
+                 "--train-per-class", str(TRAIN_PER_CLASS), "--test-per-class", str(TEST_PER_CLASS),
                  "--epochs", "8", "--lrs", "0.05", "--eps", "2,8", "--out", str(tmp_path / "out")]) == 0
     record = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
     assert record["budget"] == 900 and record["pool_size"] == 900  # 10 % of 1,000 held out for validation
     assert record["clean_accuracy"] >= 0.20, "chance is 0.10; this subset reached 0.26 when written"
+    assert not record["flags"] and all(check["passed"] for check in record["checks"])
     for attack in record["attacks"]:
-        assert abs(attack["accuracy"] - attack["inhouse_accuracy"]) <= 0.001
-    assert record["attacks"][-1]["accuracy"] < record["clean_accuracy"]
+        assert attack["cross_check"]["accuracy"] == attack["cross_check"]["reference_accuracy"]
+    assert record["worst_case"][-1]["accuracy"] < record["clean_accuracy"]

@@ -1,59 +1,17 @@
-"""The record schema check (`python -m benchmark validate`): one case per class of violation, each message
-naming the file and the field, plus the CLI's exit status and output. `make_record` (records shaped like
-`benchmark.run.run_one` writes them) is shared with the leaderboard tests."""
+"""The record check (`python -m benchmark validate`): the published JSON Schemas (versions 1 and 2) plus the
+rules a schema cannot state, one case per class of violation, each message naming the file and the field;
+hostile content (duplicate keys, control characters, surrogates, huge integers, links); the CLI's exit status
+and output."""
 
-import copy
 import json
-from pathlib import Path
 
 import pytest
 
 from benchmark.cli import main
 from benchmark.errors import UserError
-from benchmark.records import SCHEMA, slug
-from benchmark.schema import SchemaError, check_record, load_records
-
-EPS = [1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255]
-PROTOCOL = {"preset": "smoke", "dataset": "digits", "model": "mobilenetv2_035", "epochs": 4, "lrs": [0.05],
-            "eps": EPS, "proxy_epochs": 2, "proxy_lr": 0.05, "batch_size": 64, "momentum": 0.9, "nesterov": True,
-            "weight_decay": 0.0005, "method_defaults": {}}
-
-
-def make_record(method="random", *, fraction=0.1, seed=0, clean=0.5, fgsm=None, params=None, paper=None,
-                pool_size=1000, seconds=0.25, protocol=None) -> dict:
-    """A valid record as `run_one` writes it; FGSM accuracies default to clean - 0.05 * (i + 1)."""
-    protocol = copy.deepcopy(protocol or PROTOCOL)
-    fgsm = fgsm if fgsm is not None else [round(clean - 0.05 * (i + 1), 6) for i in range(len(protocol["eps"]))]
-    budget = max(1, min(pool_size, round(fraction * pool_size)))
-    return {
-        "schema": SCHEMA, "method": method, "method_params": params or {},
-        "paper": paper if paper is not None else f"{method} et al. 2020",
-        "dataset": protocol["dataset"], "model": protocol["model"], "preset": protocol["preset"],
-        "protocol": protocol, "fraction": fraction, "seed": seed, "budget": budget, "pool_size": pool_size,
-        "selection": {"indices_sha256": "ab" * 32, "seconds": seconds, "weighted": False,
-                      "artifact": f"{slug(str(method))}__f{fraction:g}__s{seed}.selection.npz"},
-        "training": {"epochs": protocol["epochs"], "lr": 0.05, "lr_grid": [{"lr": 0.05, "validation_accuracy": 0.4}],
-                     "optimizer": "SGD momentum 0.9, nesterov True, weight decay 0.0005, cosine schedule",
-                     "batch_size": 64, "seconds": 3.0, "validation_accuracy": 0.4},
-        "clean_accuracy": clean,
-        "attacks": [{"name": "fgsm", "eps": eps, "accuracy": accuracy, "inhouse_accuracy": accuracy,
-                     "max_abs_diff": 0.0} for eps, accuracy in zip(protocol["eps"], fgsm)],
-        "environment": {"package": "0.1.0", "python": "3.11.2", "torch": "2.5.0", "device": "cpu: x86_64"},
-        "created": "2026-01-02T03:04:05+00:00",
-    }
-
-
-def write_records(directory: Path, records: list[dict]) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for record in records:
-        name = f"{slug(str(record['method']))}__f{record['fraction']}__s{record['seed']}"
-        if record["method_params"] and isinstance(record["method_params"], dict):
-            name += "__" + slug(json.dumps(record["method_params"], sort_keys=True))
-        path = directory / f"{name}.json"
-        path.write_text(json.dumps(record, indent=2))
-        paths.append(path)
-    return paths
+from benchmark.records import SCHEMA
+from benchmark.schema import SchemaError, check_record, load_records, schema_file
+from tests.records import EPS, make_record, make_record_v2, mask, write_records
 
 
 def _set(record: dict, dotted: str, value) -> dict:
@@ -101,7 +59,8 @@ VIOLATIONS = [
      "out of range"),
     ("artifact path", "selection.artifact", "../../etc/passwd", "selection.artifact", "file name"),
     ("old schema", "schema", "coreset-bench/run/0", "schema", "unknown schema"),
-    ("newer schema", "schema", "coreset-bench/run/2", "schema", "written by a newer version of coreset-bench; upgrade"),
+    ("newer schema", "schema", "coreset-bench/run/99", "schema",
+     "written by a newer version of coreset-bench; upgrade"),
 ]
 
 
@@ -124,9 +83,9 @@ def test_each_violation_is_reported_with_file_and_field(tmp_path, field, value, 
 
 def test_a_future_schema_is_reported_alone(tmp_path):
     record = make_record()
-    record["schema"] = "coreset-bench/run/2"
+    record["schema"] = "coreset-bench/run/3"
     del record["attacks"]  # a newer format may differ anywhere: only the version is reported
-    assert check_record(record, "f.json") == ["f.json: schema: 'coreset-bench/run/2' was written by a newer version "
+    assert check_record(record, "f.json") == ["f.json: schema: 'coreset-bench/run/3' was written by a newer version "
                                               f"of coreset-bench; upgrade (this version reads {SCHEMA!r})"]
 
 
@@ -206,7 +165,7 @@ def test_no_records_and_missing_paths(tmp_path, capsys):
 
 
 def test_helper_records_have_the_keys_run_one_writes():
-    """make_record mirrors benchmark.run.run_one: the record literal there must have the same keys (top
+    """make_record_v2 mirrors benchmark.run.run_one: the record literal there must have the same keys (top
     level, selection, training), so the schema and these tests follow the real format."""
     import ast
     import inspect
@@ -221,7 +180,85 @@ def test_helper_records_have_the_keys_run_one_writes():
             for name, marker in (("record", "schema"), ("selection", "indices_sha256"), ("training", "lr_grid")):
                 if marker in keys:
                     literals[name] = keys
-    record = make_record()
+    record = make_record_v2()
     assert literals["record"] == set(record)
     assert literals["selection"] == set(record["selection"])
     assert literals["training"] == set(record["training"])
+
+
+# --- version 2 ---------------------------------------------------------------------------------------------
+def test_the_v2_helper_makes_valid_records():
+    assert check_record(make_record_v2(), "x.json") == []
+    assert check_record(make_record_v2("full", fraction=1.0, clean=0.8), "x.json") == []
+
+
+def _v2(change) -> dict:
+    record = make_record_v2(clean=0.5)
+    change(record)
+    return record
+
+
+V2_VIOLATIONS = [
+    ("mask too short", lambda r: r["attacks"][0].update(robust=mask(10, 100)), "attacks[0].robust",
+     "does not hold one bit per test image (200)"),
+    ("mask disagrees with accuracy", lambda r: r["attacks"][3].update(accuracy=0.25), "attacks[3].robust",
+     "the accuracy says 0.2500"),
+    ("robust above clean", lambda r: r["attacks"][0].update(accuracy=0.6, robust=mask(120, 200)), "attacks[0].accuracy",
+     "above the clean accuracy"),
+    ("cross-check beyond tolerance", lambda r: r["attacks"][1]["cross_check"].update(reference_accuracy=0.5625),
+     "attacks[1].cross_check", "more than the tolerance"),
+    ("worst case above an attack", lambda r: r["worst_case"][0].update(accuracy=0.45, robust=mask(90, 200)),
+     "worst_case[0].accuracy", "the worst case is over every attack"),
+    ("worst case missing", lambda r: r["worst_case"].pop(), "worst_case", "has no entry for Linf eps 0.06275"),
+    ("protocol attack without result", lambda r: r.update(attacks=[a for a in r["attacks"] if a["name"] != "pgd"]),
+     "protocol.attacks[1]", "pgd at eps 0.003922 is in the protocol"),
+    ("repeated attack", lambda r: r["attacks"].append(dict(r["attacks"][0])), "attacks[10]", "repeats attacks[0]"),
+    ("unknown threat", lambda r: r["attacks"][0].update(threat="L1"), "attacks[0].threat", "expected one of"),
+    ("weights hash", lambda r: r["model_weights"].update(sha256="nope"), "model_weights.sha256", "hex digits"),
+    ("bad flag", lambda r: r["flags"].append({"code": "lucky", "detail": "x"}), "flags[0].code", "expected one of"),
+    ("method name with markup", lambda r: r.update(method="cal (k=5)"), "method", "expected a lowercase name"),
+    ("paper url script", lambda r: r.update(paper_url="javascript:alert(1)"), "paper_url", "does not match"),
+    ("typed parameters", lambda r: r.update(method_params={"k": [10]}), "method_params.k", "expected a number"),
+    ("huge integer", lambda r: r.update(seed=10 ** 30), "seed", "beyond 2^53"),
+    ("control character", lambda r: r.update(paper="a\x1b[31mred"), "paper", "control"),
+    ("line separator", lambda r: r.update(paper="one\u2028two"), "paper", "line-separator"),
+    ("lone surrogate", lambda r: r.update(paper="x\ud800y"), "paper", "surrogate"),
+]
+
+
+@pytest.mark.parametrize("change, where, words", [case[1:] for case in V2_VIOLATIONS],
+                         ids=[case[0] for case in V2_VIOLATIONS])
+def test_each_v2_violation_is_reported_with_its_field(change, where, words):
+    problems = check_record(_v2(change), "x.json")
+    messages = [p for p in problems if p.startswith(f"x.json: {where}: ")]
+    assert messages, problems
+    assert any(words in message for message in messages), messages
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    path = tmp_path / "twice.json"
+    text = json.dumps(make_record_v2())
+    path.write_text(text[:-1] + ', "seed": 7}')  # a second "seed": readers would disagree on which counts
+    with pytest.raises(SchemaError) as caught:
+        load_records([tmp_path])
+    assert caught.value.problems == [f"{path}: not valid JSON: duplicate key(s) 'seed' in one object"]
+
+
+def test_symbolic_links_are_refused_not_followed(tmp_path):
+    write_records(tmp_path / "records", [make_record_v2()])
+    (tmp_path / "secret.json").write_text(json.dumps(make_record_v2(seed=5)))
+    (tmp_path / "records" / "link.json").symlink_to(tmp_path / "secret.json")
+    (tmp_path / "records" / "folder").symlink_to(tmp_path)
+    with pytest.raises(SchemaError) as caught:
+        load_records([tmp_path / "records"])
+    assert all("a symbolic link; records must be regular files" in p for p in caught.value.problems)
+    assert any(p.startswith(str(tmp_path / "records" / "link.json")) for p in caught.value.problems)
+
+
+def test_published_schema_files_are_valid_json_schemas():
+    import jsonschema
+
+    for version in (1, 2):
+        schema = json.loads(schema_file(version).read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["properties"]["schema"]["const"] == f"coreset-bench/run/{version}"

@@ -1,6 +1,7 @@
 """The selector protocol: validation of what selectors return, the registry, plug-ins, budgets."""
 
 import dataclasses
+import importlib.metadata
 from typing import ClassVar
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_parameters_are_typed_and_checked():
         with pytest.raises(UserError, match="has no parameter 'j'; its parameters: k, scale, exact"):
             create_selector("knobs-test", {"j": "1"})
     finally:
-        del sel._REGISTRY["knobs-test"]
+        del sel.SELECTORS._entries["knobs-test"]
 
 
 def test_a_selector_without_a_paper_is_refused_at_registration():
@@ -74,7 +75,7 @@ def test_a_selector_without_a_paper_is_refused_at_registration():
 
     with pytest.raises(TypeError, match="needs a class attribute `paper`"):
         sel.register(Unsourced)
-    assert "unsourced-test" not in sel._REGISTRY
+    assert "unsourced-test" not in sel.SELECTORS._entries
 
 
 def test_entry_point_plugins_are_discovered(monkeypatch):
@@ -89,13 +90,13 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
         def load(self):
             return Plugged
 
-    monkeypatch.setattr(sel.importlib.metadata, "entry_points",
+    monkeypatch.setattr(importlib.metadata, "entry_points",
                         lambda group: [EntryPoint()] if group == sel.ENTRY_POINT_GROUP else [])
-    monkeypatch.setattr(sel, "_discovered", False)
+    monkeypatch.setattr(sel.SELECTORS, "_discovered", False)
     try:
         assert "plugged-test" in sel.available_selectors()
     finally:
-        sel._REGISTRY.pop("plugged-test", None)
+        sel.SELECTORS._entries.pop("plugged-test", None)
 
 
 def test_stratified_counts_are_proportional_and_exact():

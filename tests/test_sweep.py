@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark.errors import UserError
 from benchmark.protocol import preset
+from benchmark.storage import write_arrays_sealed, write_checkpoint
 from benchmark.sweep import (
     Progress,
     dry_run_report,
@@ -68,8 +68,8 @@ def test_dry_run_says_what_is_done_partly_done_and_the_proxies_to_train(tmp_path
     done = {specs[0].record: {}}
     partial = specs[1]
     partial.partial.mkdir(parents=True)
-    np.savez(partial.partial / "selection.npz", indices=np.arange(3), seconds=np.float64(1))
-    torch.save({"epoch": 2}, partial.partial / "lr0.pt")
+    write_arrays_sealed(partial.partial / "selection.sealed", indices=np.arange(3), seconds=np.float64(1))
+    write_checkpoint(partial.partial / "lr0.checkpoint", {"epoch": 2})
     pending = prepare_pending(specs, done, force=False)
     lines = dry_run_report(specs, done, pending, protocol=PROTOCOL, methods=["cal", "full"], out=tmp_path,
                            cached_proxy_seeds={1})
@@ -92,14 +92,14 @@ def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeyp
     progress = Progress(total=5, done_before=1, pending=specs)
     clock[0] += 30  # loading the data: not part of the pace
     progress.start(specs[0])
-    assert progress.summary() == "1/5 done, 1 running, 3 left, time left estimated after the first run"
-    clock[0] += 10  # 10 s for work 0.1: the 1.1 still to do take 110 s
-    progress.finish(specs[0], {"clean_accuracy": 0.5, "attacks": []})
+    assert progress.summary() == ("1/5 done, 1 running, 3 left, time left estimated once a run has finished "
+                                  "(proxy training not counted)")
+    clock[0] += 40  # 40 s, 30 of them training the shared proxy: 10 s for work 0.1, so 110 s for the 1.1 left
+    progress.finish(specs[0], {"clean_accuracy": 0.5, "attacks": [], "selection": {"proxy_training_seconds": 30.0}})
     progress.start(specs[1])
-    assert progress.summary() == "2/5 done, 1 running, 2 left, about 1m50s left"
+    assert progress.summary() == "2/5 done, 1 running, 2 left, about 1m50s left (plus any proxy training)"
     progress.finish(specs[1], None, "broken")
     assert progress.failures == [(specs[1], "broken")] and "1 failed" in progress.summary()
-    progress.close()
 
 
 def test_durations_read_naturally():

@@ -47,7 +47,8 @@ def _outcome(out):
     for path in sorted(out.glob("*.json")):
         record = json.loads(path.read_text())
         del record["created"], record["environment"], record["selection"]["seconds"]
-        del record["training"]["seconds"]
+        del record["training"]["seconds"], record["evaluation"]["seconds"]
+        del record["selection"]["proxy_training_seconds"]
         with np.load(out / record["selection"]["artifact"]) as arrays:
             record["arrays"] = {name: arrays[name].tolist() for name in arrays.files}
         result[path.name] = record

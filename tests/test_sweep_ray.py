@@ -151,4 +151,4 @@ def test_each_proxy_was_trained_once_by_its_own_task(ray_sweep):
     # although two runs (fractions 0.1 and 0.5) of each method need them
     assert output.count("proxy: training") == 1
     assert output.count("proxy 1/2: training") == 1 and output.count("proxy 2/2: training") == 1
-    assert len(list((root / "cache" / "proxy").glob("*.pt"))) == 3
+    assert len(list((root / "cache" / "proxy").glob("*.safetensors"))) == 3

@@ -4,7 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.models import build_model
+from benchmark.storage import read_checkpoint
 from benchmark.train import TrainConfig, accuracy, augment_batch, train_model
+
+
+def _config(**settings) -> TrainConfig:
+    """A training configuration with the standard preset's optimizer settings."""
+    return TrainConfig(**{"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, **settings})
 
 
 def test_batch_augmentation_equals_a_per_image_crop_and_flip():
@@ -34,7 +40,7 @@ def _blobs(n=64, seed=0):
 
 def test_training_is_deterministic_on_cpu_and_learns():
     images, labels = _blobs()
-    config = TrainConfig(epochs=8, lr=0.01, batch_size=16, augment=True)
+    config = _config(epochs=8, lr=0.01, batch_size=16, augment=True)
 
     def trained():
         model = build_model("mobilenetv2_035", 2, torch.full((3,), 0.4), torch.full((3,), 0.25), seed=1)
@@ -47,7 +53,7 @@ def test_training_is_deterministic_on_cpu_and_learns():
 
 def test_sample_weights_change_the_result():
     images, labels = _blobs(32)
-    config = TrainConfig(epochs=1, lr=0.05, batch_size=16)
+    config = _config(epochs=1, lr=0.05, batch_size=16)
     weights = torch.linspace(0.1, 2.0, 32)
     models = [train_model(build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1), images, labels,
                           config, seed=5, purpose="t", sample_weights=w) for w in (None, weights)]
@@ -62,7 +68,7 @@ def test_a_training_interrupted_after_any_epoch_resumes_to_the_same_weights(tmp_
     import benchmark.train as train
 
     images, labels = _blobs(32)
-    config = TrainConfig(epochs=3, lr=0.05, batch_size=8)
+    config = _config(epochs=3, lr=0.05, batch_size=8)
     # dropout draws from the global RNG, so resuming must restore that stream too
     fresh = lambda: build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1)  # noqa: E731
 
@@ -75,36 +81,36 @@ def test_a_training_interrupted_after_any_epoch_resumes_to_the_same_weights(tmp_
         for stop_after in (1, 2):
             checkpoint = tmp_path / f"{name}-{stop_after}.pt"
             saved = []
-            real_write = train.write_torch
+            real_write = train.write_checkpoint
 
-            def write_then_die(value, path, stop_after=stop_after, saved=saved, real_write=real_write):
-                real_write(value, path)
+            def write_then_die(path, value, stop_after=stop_after, saved=saved, real_write=real_write):
+                real_write(path, value)
                 saved.append(value["epoch"])
                 if value["epoch"] == stop_after:
                     raise _Killed
 
-            monkeypatch.setattr(train, "write_torch", write_then_die)
+            monkeypatch.setattr(train, "write_checkpoint", write_then_die)
             try:
                 train_model(build(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint)
             except _Killed:
                 pass
-            monkeypatch.setattr(train, "write_torch", real_write)
+            monkeypatch.setattr(train, "write_checkpoint", real_write)
             torch.manual_seed(12345)  # whatever the global RNG holds now must not matter
             resumed = train_model(build(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint)
             assert saved == list(range(1, stop_after + 1))
-            assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
+            assert read_checkpoint(checkpoint)["epoch"] == 3
             assert all(torch.equal(p, q) for p, q in zip(reference.values(), resumed.state_dict().values()))
 
 
 def test_a_damaged_or_foreign_checkpoint_means_training_from_the_start(tmp_path):
     images, labels = _blobs(16)
-    config = TrainConfig(epochs=1, lr=0.05, batch_size=8)
+    config = _config(epochs=1, lr=0.05, batch_size=8)
     fresh = lambda: build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1)  # noqa: E731
     reference = train_model(fresh(), images, labels, config, seed=5, purpose="t").state_dict()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(b"PK\x03\x04 not a whole file")
     foreign = tmp_path / "foreign.pt"
-    train_model(fresh(), images, labels, TrainConfig(epochs=1, lr=0.5, batch_size=8), seed=5, purpose="t",
+    train_model(fresh(), images, labels, _config(epochs=1, lr=0.5, batch_size=8), seed=5, purpose="t",
                 checkpoint=foreign)
     for checkpoint in (truncated, foreign):
         model = train_model(fresh(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint)

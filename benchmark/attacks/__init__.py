@@ -1,0 +1,183 @@
+"""Attacks: one file each in this package, registered by name like selectors (plug-ins: entry-point group
+``coreset_bench.attacks``). An attack is a frozen dataclass whose fields are its parameters; it says its
+threat model (`norm`), its paper, and the independent implementation it is cross-checked against.
+
+Every attack here is written from its paper's formulas ("in-house") and runs on images the model classifies
+correctly (an image wrong when clean is not robust, RobustBench's rule). Iterative attacks count an image
+as fooled as soon as any iterate is misclassified, as AutoAttack's APGD does: every iterate lies in the
+threat model, so this is the stronger reading of the attack. Fooled images then leave the batch (only the
+survivors take further steps), which changes nothing for the others (eval-mode models treat samples
+independently) and makes an attack on a weak model cost a few steps per image instead of all of them.
+
+The cross-check (`benchmark.robustness`) runs the same attack without that early stop on a few images,
+from the same random start, beside `reference` (another library), and compares the final iterates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.registry import Registry
+
+NORMS = ("Linf", "L2")
+
+
+@dataclass
+class Outcome:
+    """One attack at one eps on a batch of images that are all classified correctly when clean."""
+
+    adversarial: torch.Tensor  # where each image ended: its first misclassified iterate, else the last one
+    robust: torch.Tensor  # bool per image: every iterate classified correctly
+    final_correct: torch.Tensor  # bool per image: the last iterate classified correctly (early_stop=False)
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base of every attack. Subclasses define `perturb` (and `reference_perturb` for the cross-check)."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    url: ClassVar[str] = ""
+    reference: ClassVar[str] = ""  # the independent implementation the cross-check compares with
+    tolerance_points: ClassVar[float] = 0.1  # largest |in-house - reference| accuracy allowed, in points,
+    tolerance_images: ClassVar[int] = 0  # or in images, whichever allows more
+    iterative: ClassVar[bool] = True
+
+    @property
+    def threat(self) -> str:
+        """The norm of the threat model: "Linf" or "L2"."""
+        return getattr(self, "norm", "Linf")
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def perturb(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *,
+                generator: torch.Generator, early_stop: bool = True) -> Outcome:
+        raise NotImplementedError
+
+    def perturb_grid(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps_values: list[float],
+                     *, generators: list[torch.Generator], early_stop: bool = True) -> list[Outcome]:
+        """One outcome per eps; an attack that can share work across eps (FGSM's gradient) overrides this."""
+        return [self.perturb(model, images, labels, eps, generator=g, early_stop=early_stop)
+                for eps, g in zip(eps_values, generators)]
+
+    def reference_perturb(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *,
+                          seed: int) -> torch.Tensor:
+        """Adversarial images from `reference`, its random start drawn from the global RNG seeded with `seed`
+        (the caller forks and restores the RNG)."""
+        raise NotImplementedError
+
+
+ATTACKS = Registry("attack", "benchmark.attacks", "coreset_bench.attacks")
+register = ATTACKS.register
+available_attacks = ATTACKS.available
+
+
+def create_attack(name: str, params: dict[str, Any] | None = None) -> Attack:
+    return ATTACKS.create(name, params)
+
+
+def check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+
+
+# --- shared pieces of the in-house attacks -----------------------------------------------------------------
+def losses_and_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        loss: str = "ce") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, per-sample losses, gradient of their sum w.r.t. the images): each image's gradient is that
+    of its own loss, whatever else is in the batch."""
+    images = images.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(images).float()
+        losses = per_sample_loss(logits, labels, loss)
+        (gradient,) = torch.autograd.grad(losses.sum(), images)
+    return logits.detach(), losses.detach(), gradient
+
+
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "ce":
+        return F.cross_entropy(logits, labels, reduction="none")
+    if loss == "dlr":
+        return dlr_loss(logits, labels)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def dlr_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Difference of Logits Ratio (Croce & Hein 2020, eq. 3): -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3),
+    with z sorted decreasingly; invariant to shifting and scaling the logits. Needs three or more classes."""
+    ordered, _ = logits.sort(dim=1, descending=True)
+    true = logits.gather(1, labels[:, None])[:, 0]
+    top_is_true = logits.argmax(1) == labels
+    best_other = torch.where(top_is_true, ordered[:, 1], ordered[:, 0])
+    return -(true - best_other) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(1) == labels
+
+
+@torch.no_grad()
+def is_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return correct(model(images).float(), labels)
+
+
+def linf_clip(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """Projection onto the eps-ball around `images` and the [0, 1] box: delta = clip(x' - x, -eps, eps),
+    x' = clip(x + delta, 0, 1)."""
+    delta = (adversarial - images).clamp(-eps, eps)
+    return (images + delta).clamp(0, 1)
+
+
+def linf_box_clip(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """The same projection written as clip(min(max(x', x - eps), x + eps), 0, 1), without forming delta (as
+    BIM and APGD are usually written; the two forms can differ in the last bit)."""
+    return torch.min(torch.max(adversarial, images - eps), images + eps).clamp(0, 1)
+
+
+def l2_clip(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """Projection onto the L2 eps-ball (delta * min(1, eps / ||delta||)), then the [0, 1] box."""
+    delta = adversarial - images
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    factor = (eps / norms).clamp(max=1.0)
+    return (images + delta * factor[:, None, None, None]).clamp(0, 1)
+
+
+def l2_normalized(gradient: torch.Tensor) -> torch.Tensor:
+    return gradient / (gradient.flatten(1).norm(dim=1)[:, None, None, None] + 1e-10)
+
+
+def iterate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, start: torch.Tensor, steps: int,
+            step, *, early_stop: bool, loss: str = "ce") -> Outcome:
+    """The loop shared by BIM and PGD: from `start`, `steps` times x <- step(x, gradient at x). Every iterate
+    (the start, each step's result) is checked; with `early_stop` an image leaves at its first misclassified
+    iterate, which is where its adversarial image stays."""
+    adversarial = start.clone()
+    robust = torch.ones(len(images), dtype=torch.bool, device=images.device)
+    active = torch.arange(len(images), device=images.device)
+    for _ in range(steps):
+        if len(active) == 0:
+            break
+        logits, _, gradient = losses_and_gradient(model, adversarial[active], labels[active], loss)
+        right = correct(logits, labels[active])
+        robust[active] &= right
+        if early_stop:
+            active, gradient = active[right], gradient[right]
+        adversarial[active] = step(adversarial[active], images[active], gradient)
+    if len(active):
+        robust[active] &= is_correct(model, adversarial[active], labels[active])
+    final = robust.clone() if early_stop else is_correct(model, adversarial, labels)
+    return Outcome(adversarial, robust, final)
+
+
+def uniform_linf_start(images: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+    """A uniform draw from the eps-ball, clipped to the box: the values torch.empty_like(x).uniform_(-eps,
+    eps) gives from the same RNG state (as torchattacks draws them)."""
+    noise = torch.empty(images.shape, device=images.device).uniform_(-eps, eps, generator=generator)
+    return (images + noise).clamp(0, 1)

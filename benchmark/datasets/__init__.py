@@ -1,0 +1,69 @@
+"""Datasets: one file each in this package, registered by name like selectors (plug-ins: entry-point group
+``coreset_bench.datasets``). A dataset says where it comes from, its classes, its image size and how it is
+split, and loads itself as a `benchmark.data.ImageDataset`. `--dataset NAME` picks one;
+`--dataset imagefolder:PATH` passes PATH as the ImageFolder's parameter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from benchmark.data import ImageDataset
+from benchmark.errors import UserError
+from benchmark.registry import Registry
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: ClassVar[str]
+    paper: ClassVar[str]  # where the data comes from, cited
+    source: ClassVar[str]  # how it is obtained (torchvision, embedded, a local folder)
+    classes: ClassVar[int]  # 0: read from the data
+    image_size: ClassVar[int]
+    split: ClassVar[str]  # train / test / validation, in words
+
+    def load(self, *, data_root: Path, cache_dir: Path, download: bool) -> ImageDataset:
+        raise NotImplementedError
+
+    def record_name(self) -> str:
+        """The name records carry (never a local path)."""
+        return self.name
+
+
+DATASETS = Registry("dataset", "benchmark.datasets", "coreset_bench.datasets")
+register = DATASETS.register
+
+
+def parse_dataset(spec: str) -> Dataset:
+    name, separator, argument = spec.partition(":")
+    known = DATASETS.available()
+    if name not in known:
+        names = ", ".join(n + (":PATH" if n == "imagefolder" else "") for n in known)
+        raise UserError(f"unknown dataset {spec!r}; use one of {names}")
+    if separator:
+        if name != "imagefolder":
+            raise UserError(f"dataset {name!r} takes no ':' argument (only imagefolder:PATH does)")
+        return DATASETS.create(name, {"path": argument})
+    return DATASETS.create(name)
+
+
+def offline_error(title: str, root: Path, reason: str, folder: str) -> UserError:
+    return UserError(f"{title} is not under {root} and could not be downloaded ({reason}); pass --data-root DIR "
+                     f"with {folder} in it, --dataset imagefolder:PATH for a local copy, or --preset smoke to run on "
+                     f"the embedded digits")
+
+
+def torchvision_parts(title: str, folder: str, root: Path, download: bool, build) -> list:
+    """`build(train)` for the training and test splits of a torchvision dataset, with one clear error when
+    the files are missing, damaged or not downloadable; a failed first download leaves no empty folder."""
+    existed = root.exists()
+    try:
+        return [build(train) for train in (True, False)]
+    except Exception as error:  # no network, a proxy error, a corrupt archive, a wrong file: all end the same way
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not download:
+            reason += "; downloads are off"
+        raise offline_error(title, root, reason, folder) from None

@@ -1,0 +1,246 @@
+"""Every file the harness writes goes through here: atomically (temporary file, fsync, rename, so a kill leaves
+the whole file or none), and every file it reads back is verified before it is used.
+
+- Caches and partial state (proxies, decoded images, checkpoints, saved selections) are "sealed": a header
+  line with the SHA-256 of the payload, then the payload (safetensors, numpy's npz without pickles, or a
+  torch checkpoint loaded with weights_only). A damaged or foreign file fails the check and is recomputed;
+  nothing read back can run code, whatever torch version is installed.
+- Published artifacts (model weights next to a record) are plain safetensors files; their hash is in the
+  record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("benchmark")
+SEAL = b"coreset-bench sealed sha256="
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-")
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # what open() would give; mkstemp's own 0600 would hide records from a shared group
+WRITER = f"{slug(socket.gethostname()).replace('.', '-')}-{os.getpid()}"  # host and process, in temporary names
+_TEMPORARY = re.compile(r"\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.(tmp|old)")
+
+
+def remove_stale_temporaries(*folders: Path) -> int:
+    """Deletes the temporary files and folders that writers on this host left when killed mid-write; a live
+    writer's (another sweep's, a Ray task's) are left alone. Returns how many were deleted."""
+    import shutil
+
+    host = WRITER.rsplit("-", 1)[0]
+    removed = 0
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in list(folder.rglob(".*.tmp")) + list(folder.rglob(".*.old")):
+            match = _TEMPORARY.fullmatch(path.name)
+            if match and match["host"] == host and not _running(int(match["pid"])):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def temporary_name(path: Path, suffix: str = ".tmp") -> str:
+    return f".{path.name}.{WRITER}."
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Writes `data` to `path` as a whole or not at all. An OS-level failure (a full disk, a file-size
+    limit, a read-only folder) is an OSError naming `path`, with no temporary file left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=temporary_name(path), suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error  # name the file
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def ensure_writable(directory: Path) -> None:
+    """Fails before any work when records could not be written there (read-only, no permission, full)."""
+    from benchmark.errors import UserError
+
+    existing = Path(directory).absolute()
+    while not existing.exists():  # probe where the folder would be made, without making it yet
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a directory", str(existing))
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UserError(f"cannot write records to {directory}: {error.strerror or error}; pass a writable "
+                        f"--out") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- sealed files: caches and partial state ------------------------------------------------------------------
+def write_sealed(path: Path, payload: bytes) -> None:
+    atomic_write(path, SEAL + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+def read_sealed(path: Path) -> bytes | None:
+    """The payload of a sealed file, or None (with a warning) when it is missing, damaged or not ours."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        log.warning("%s is unreadable (%s); computing it again", path, error.strerror or error)
+        return None
+    header, _, payload = data.partition(b"\n")
+    if not header.startswith(SEAL) or header[len(SEAL):].decode("ascii", "replace") != \
+            hashlib.sha256(payload).hexdigest():
+        log.warning("%s is damaged or was not written by coreset-bench (its content hash does not match); "
+                    "computing it again", path)
+        return None
+    return payload
+
+
+def write_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save
+
+    write_sealed(path, save({name: t.detach().contiguous().cpu() for name, t in tensors.items()},
+                            metadata=metadata))
+
+
+def read_tensors(path: Path) -> dict | None:
+    from safetensors.torch import load
+
+    payload = read_sealed(path)
+    if payload is None:
+        return None
+    try:
+        return load(payload)
+    except Exception as error:  # sealed, so only a foreign writer with a valid hash gets here
+        log.warning("%s does not hold tensors (%s); computing it again", path, error)
+        return None
+
+
+def write_arrays_sealed(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_sealed(path, buffer.getvalue())
+
+
+def read_arrays_sealed(path: Path) -> dict[str, np.ndarray] | None:
+    payload = read_sealed(path)
+    if payload is None:
+        return None
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except Exception as error:
+        log.warning("%s does not hold arrays (%s); computing it again", path, error)
+        return None
+
+
+def write_checkpoint(path: Path, state: dict) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_sealed(path, buffer.getvalue())
+
+
+def read_checkpoint(path: Path) -> dict | None:
+    import torch
+
+    payload = read_sealed(path)
+    if payload is None:
+        return None
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as error:
+        log.warning("%s is not a checkpoint this version can read (%s); starting afresh", path, error)
+        return None
+
+
+# --- published artifacts -------------------------------------------------------------------------------------
+def write_json_bytes(path: Path, text: str) -> None:
+    atomic_write(path, text.encode("utf-8"))
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+def write_weights(path: Path, state_dict: dict) -> str:
+    """The model's weights as a plain safetensors file; returns its SHA-256 (for the record)."""
+    from safetensors.torch import save
+
+    data = save({name: t.detach().contiguous().cpu() for name, t in state_dict.items()})
+    atomic_write(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_weights(path: Path, sha256: str) -> dict:
+    """The weights at `path`, after checking them against the record's hash (UserError when they differ)."""
+    from safetensors.torch import load
+
+    from benchmark.errors import UserError
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: the record's model weights are missing; re-run the run to get them") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise UserError(f"{path}: the weights do not match the record's model.sha256 (damaged or replaced); "
+                        f"restore the file or re-run the run")
+    try:
+        return load(data)
+    except Exception as error:
+        raise UserError(f"{path}: not a safetensors file ({error})") from None

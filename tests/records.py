@@ -1,0 +1,123 @@
+"""Records shaped as the harness writes them, for the schema, leaderboard and export tests: version 1 (FGSM
+only, `make_record`) and version 2 (`make_record_v2`, the suite with per-image masks consistent with its
+accuracies), and a writer that names files after their run."""
+
+import base64
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.storage import slug
+
+V1 = "coreset-bench/run/1"
+V2 = "coreset-bench/run/2"
+EPS = [1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255]
+PROTOCOL = {"preset": "smoke", "dataset": "digits", "model": "mobilenetv2_035", "epochs": 4, "lrs": [0.05],
+            "eps": EPS, "proxy_epochs": 2, "proxy_lr": 0.05, "batch_size": 64, "momentum": 0.9, "nesterov": True,
+            "weight_decay": 0.0005, "method_defaults": {}}
+
+
+def make_record(method="random", *, fraction=0.1, seed=0, clean=0.5, fgsm=None, params=None, paper=None,
+                pool_size=1000, seconds=0.25, protocol=None, url=None) -> dict:
+    """A valid version-1 record; FGSM accuracies default to clean - 0.05 * (i + 1)."""
+    protocol = copy.deepcopy(protocol or PROTOCOL)
+    fgsm = fgsm if fgsm is not None else [round(clean - 0.05 * (i + 1), 6) for i in range(len(protocol["eps"]))]
+    budget = max(1, min(pool_size, round(fraction * pool_size)))
+    record = {
+        "schema": V1, "method": method, "method_params": params or {},
+        "paper": paper if paper is not None else f"{method} et al. 2020",
+        "dataset": protocol["dataset"], "model": protocol["model"], "preset": protocol["preset"],
+        "protocol": protocol, "fraction": fraction, "seed": seed, "budget": budget, "pool_size": pool_size,
+        "selection": {"indices_sha256": "ab" * 32, "seconds": seconds, "weighted": False,
+                      "artifact": f"{slug(str(method))}__f{fraction:g}__s{seed}.selection.npz"},
+        "training": {"epochs": protocol["epochs"], "lr": 0.05, "lr_grid": [{"lr": 0.05, "validation_accuracy": 0.4}],
+                     "optimizer": "SGD momentum 0.9, nesterov True, weight decay 0.0005, cosine schedule",
+                     "batch_size": 64, "seconds": 3.0, "validation_accuracy": 0.4},
+        "clean_accuracy": clean,
+        "attacks": [{"name": "fgsm", "eps": eps, "accuracy": accuracy, "inhouse_accuracy": accuracy,
+                     "max_abs_diff": 0.0} for eps, accuracy in zip(protocol["eps"], fgsm)],
+        "environment": {"package": "0.1.0", "python": "3.11.2", "torch": "2.5.0", "device": "cpu: x86_64"},
+        "created": "2026-01-02T03:04:05+00:00",
+    }
+    if url is not None:
+        record["paper_url"] = url
+    return record
+
+
+def mask(count: int, size: int) -> str:
+    """The first `count` of `size` images set, packed as the harness packs masks."""
+    bits = np.zeros(size, dtype=bool)
+    bits[:count] = True
+    return base64.b64encode(np.packbits(bits).tobytes()).decode()
+
+
+PROTOCOL_V2 = {**PROTOCOL, "preset": "cifar10-cpu", "dataset": "cifar10", "headline_eps": 2 / 255,
+               "attacks": [{"name": "fgsm", "params": {}, "eps": []},
+                           {"name": "pgd", "params": {"steps": 20, "rel_step": 2.5, "restarts": 1}, "eps": []}],
+               "cross_check_images": 16, "train_per_class": 0, "test_per_class": 0, "precise_bn": False,
+               "min_steps": 0, "balance": True}
+
+
+def make_record_v2(method="random", *, fraction=0.1, seed=0, clean=0.5, fgsm=None, pgd=None, params=None,
+                   paper=None, url="", pool_size=1000, test_size=200, seconds=0.25, protocol=None,
+                   flags=None) -> dict:
+    """A valid version-2 record with FGSM and PGD at the protocol's eps grid; accuracies default to clean -
+    0.05 (i + 1) for FGSM and clean - 0.08 (i + 1) for PGD (floored at 0), and every mask agrees with them."""
+    protocol = copy.deepcopy(protocol or PROTOCOL_V2)
+    grid = protocol["eps"]
+    fgsm = fgsm if fgsm is not None else [max(0.0, round(clean - 0.05 * (i + 1), 6)) for i in range(len(grid))]
+    pgd = pgd if pgd is not None else [max(0.0, round(clean - 0.08 * (i + 1), 6)) for i in range(len(grid))]
+    budget = max(1, min(pool_size, round(fraction * pool_size)))
+
+    def count(accuracy):
+        return round(accuracy * test_size)
+
+    attacks = []
+    for name, accuracies, params in (("fgsm", fgsm, {}), ("pgd", pgd, protocol["attacks"][1]["params"])):
+        for eps, accuracy in zip(grid, accuracies):
+            attacks.append({"name": name, "threat": "Linf", "eps": eps, "params": params,
+                            "accuracy": count(accuracy) / test_size, "robust": mask(count(accuracy), test_size),
+                            "cross_check": {"reference": "torchattacks.X (torchattacks 3.5.1)", "images": 16,
+                                            "accuracy": 0.5, "reference_accuracy": 0.5, "disagreements": 0,
+                                            "tolerance_points": 0.1, "tolerance_images": 0}})
+    worst = [{"threat": "Linf", "eps": eps, "accuracy": count(min(f, p)) / test_size, "attacks": ["fgsm", "pgd"],
+              "robust": mask(count(min(f, p)), test_size)} for eps, f, p in zip(grid, fgsm, pgd)]
+    name = slug(str(method))
+    return {
+        "schema": V2, "method": method, "method_params": params or {},
+        "paper": paper if paper is not None else f"{method} et al. 2020", "paper_url": url,
+        "dataset": protocol["dataset"], "model": protocol["model"], "preset": protocol["preset"],
+        "protocol": protocol, "fraction": fraction, "seed": seed, "budget": budget, "pool_size": pool_size,
+        "selection": {"indices_sha256": "ab" * 32, "seconds": seconds, "proxy_training_seconds": 0.0,
+                      "weighted": False, "artifact": f"{name}__f{fraction:g}__s{seed}.selection.npz"},
+        "training": {"epochs": protocol["epochs"], "lr": 0.05, "lr_grid": [{"lr": 0.05, "validation_accuracy": 0.4}],
+                     "optimizer": "SGD momentum 0.9, nesterov True, weight decay 0.0005, cosine schedule",
+                     "batch_size": 64, "steps": 100, "seconds": 3.0, "validation_accuracy": 0.4},
+        "model_weights": {"artifact": f"{name}__f{fraction:g}__s{seed}.model.safetensors", "sha256": "cd" * 32,
+                          "format": "safetensors", "image_size": 32, "num_classes": 10},
+        "clean_accuracy": count(clean) / test_size,
+        "evaluation": {"test_size": test_size, "test_sha256": "ef" * 32, "clean_correct": mask(count(clean), test_size),
+                       "batch_size": 128, "cross_check_images": 16, "seconds": {"total": 1.0}},
+        "attacks": attacks,
+        "worst_case": worst,
+        "checks": [{"check": "worst-case", "attack": "", "passed": True, "detail": "0 image(s)"}],
+        "flags": flags or [],
+        "environment": {"package": "0.2.0", "python": "3.11.2", "torch": "2.5.0", "device": "cpu",
+                        "device_name": "x86_64", "threads": 2},
+        "created": "2026-01-02T03:04:05+00:00",
+    }
+
+
+def write_records(directory: Path, records: list[dict]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for record in records:
+        name = f"{slug(str(record['method']))}__f{record['fraction']}__s{record['seed']}"
+        if record["method_params"] and isinstance(record["method_params"], dict):
+            name += "__" + slug(json.dumps(record["method_params"], sort_keys=True))
+        path = directory / f"{name}.json"
+        path.write_text(json.dumps(record, indent=2))
+        paths.append(path)
+    return paths
