@@ -8,11 +8,17 @@
   trained once, not once per method.
 - A failed task is retried once (Ray's `max_retries` with `retry_exceptions`), then reported.
 - `--out` and `--cache-dir` must be on a file system every node sees, and every node needs this package.
+- A local instance (no `--address`) is started with Ray's token authentication on and a fresh random token
+  that only this process and the workers it starts know: Ray 2.x's gRPC servers listen on every interface
+  and offer no setting to bind them to loopback, so without it anyone on the network could submit work. A
+  cluster joined with `--address` is the user's to secure (see the README's Security section).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -27,6 +33,13 @@ from benchmark.sweep import Progress
 
 log = logging.getLogger("benchmark")
 POLL_SECONDS = 10  # how often the progress line is refreshed while no task finishes
+AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+
+
+def local_auth() -> dict[str, str]:
+    """The environment that makes a new local Ray instance (and the workers it starts) demand a token: a fresh
+    256-bit one, never written to disk by us."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 _loaded: dict[tuple, tuple] = {}  # per worker process: the data of the last protocol it ran
 
@@ -98,9 +111,26 @@ def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol
         raise UserError("--executor ray needs Ray: pip install 'coreset-bench[ray]' (or pip install ray)") from None
     started_here = not ray.is_initialized()
     _check_reachable(address)
+    saved = {name: os.environ.get(name) for name in AUTH_VARIABLES}
     try:
-        # a new local instance gets no dashboard; an existing cluster keeps its own settings
-        extra = {} if address else {"include_dashboard": False}
+        if not address and started_here:
+            os.environ.update(local_auth())
+        _run(ray, pending, progress, protocol=protocol, cache_dir=cache_dir, data_root=data_root, address=address,
+             cpus_per_run=cpus_per_run, eval_batch_size=eval_batch_size, started_here=started_here)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(ray, pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,
+         data_root: Path | None, address: str | None, cpus_per_run: int, eval_batch_size: int | None,
+         started_here: bool) -> None:
+    try:
+        # a new local instance gets no dashboard; an existing cluster keeps its settings
+        extra = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
         ray.init(address=address, logging_level=logging.WARNING, **extra)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"cannot reach a Ray cluster at {address!r} ({failure_reason(error)}); start one with "

@@ -9,6 +9,7 @@ of a (dataset, model, seed) comes from the cache. The final records are those of
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -185,17 +186,14 @@ def _one_line(spec: RunSpec) -> str:
 
 
 def failure_line(spec: RunSpec, error: BaseException) -> str:
-    """`Type: message` of an unexpected failure, its traceback kept in the run's partial state."""
+    """`Type: message` of an unexpected failure (a plug-in's bug, say); the traceback is logged when
+    CORESET_BENCH_DEBUG is set, for whoever debugs the plug-in."""
     text = str(error).strip().splitlines()
     line = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-    try:
-        spec.partial.mkdir(parents=True, exist_ok=True)
-        log_file = spec.partial / "error.txt"
-        log_file.write_text("".join(traceback.format_exception(error)))
-        line += f" (traceback in {log_file})"
-    except OSError:
-        pass
-    return line
+    if os.environ.get("CORESET_BENCH_DEBUG"):
+        log.error("%s failed:\n%s", spec.label, "".join(traceback.format_exception(error)).rstrip())
+        return line
+    return f"{line} (CORESET_BENCH_DEBUG=1 shows the traceback)"
 
 
 def prepare_pending(specs: list[RunSpec], done: dict[Path, dict], force: bool) -> list[RunSpec]:

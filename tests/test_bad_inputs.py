@@ -39,6 +39,14 @@ class Misbehaves(Selector):
 
     def select(self, context):
         n = context.budget
+        if self.returns == "raise":
+            raise RuntimeError("this plug-in is broken")
+        if self.returns == "budget":
+            context.budget = 3  # a selector must not be able to change what the harness checks against
+        if self.returns == "labels":
+            context.labels[:] = 0  # nor what is trained on
+        if self.returns == "zero-weights":
+            return Selection(indices=np.arange(n), weights=np.zeros(n))
         indices = {"duplicates": np.zeros(n, dtype=np.int64), "out-of-range": np.arange(n) + context.pool_size,
                    "too-few": np.arange(n - 1)}.get(self.returns)
         return list(range(n)) if indices is None else Selection(indices=indices)
@@ -107,6 +115,42 @@ CASES = {
     "run: read-only --out": (["run", "--method", "random", *TINY], "Read-only file system; pass a writable --out",
                              _read_only),
     "run: disk full while writing": (["run", "--method", "random", *TINY], "No space left on device", _disk_full),
+    "run: selector raises": (["run", "--method", "misbehaves-test", "--param", "returns=raise", *TINY],
+                             "misbehaves-test f0.5 s0: RuntimeError: this plug-in is broken", None),
+    "run: selector changes the budget": (["run", "--method", "misbehaves-test", "--param", "returns=budget", *TINY],
+                                         "AttributeError", None),
+    "run: selector writes into the labels": (
+        ["run", "--method", "misbehaves-test", "--param", "returns=labels", *TINY], "read-only", None),
+    "run: all-zero weights": (["run", "--method", "misbehaves-test", "--param", "returns=zero-weights", *TINY],
+                              "weights that are all zero", None),
+    "run: nan learning rate": (["run", "--method", "random", *TINY, "--lrs", "nan"],
+                               "learning rates must be positive finite numbers", None),
+    "run: empty eps": (["run", "--method", "random", *TINY, "--eps", ""], "eps values must be distinct", None),
+    "run: repeated fractions": (["run", "--method", "random", *TINY, "--fractions", "0.5,0.5"],
+                                "fractions [0.5, 0.5] repeat a value", None),
+    "run: negative images per class": (["run", "--method", "random", *TINY, "--train-per-class", "-5"],
+                                       "must be 0 (all images) or a positive count", None),
+    "run: graphcut lam nan": (["run", "--method", "graphcut", "--param", "lam=nan", *TINY],
+                              "parameter lam must be a finite number", None),
+    "run: device meta": (["run", "--method", "random", *TINY, "--device", "meta"], "unsupported device 'meta'",
+                         None),
+    "run: device mps": (["run", "--method", "random", *TINY, "--device", "mps"], "unsupported device 'mps'", None),
+    "run: unknown attack": (["run", "--method", "random", *TINY, "--attacks", "fgsm,nope"], "unknown attack 'nope'",
+                            None),
+    "run: attack steps 0": (["run", "--method", "random", *TINY, "--attack-param", "pgd.steps=0"],
+                            "steps and restarts must be at least 1", None),
+    "attack: folder without weights": (["attack", "{records}", "--attack", "pgd", "--eps", "2"],
+                                       "none of the 1 record(s) has stored model weights", None),
+    "attack: unknown attack": (["attack", "{records}", "--attack", "nope", "--eps", "2"], "unknown attack 'nope'",
+                               None),
+    "attack: negative eps": (["attack", "{records}", "--attack", "pgd", "--eps", "-1"],
+                             "eps values must be distinct, finite and non-negative", None),
+    "attack: steps 0": (["attack", "{records}", "--attack", "pgd", "--eps", "2", "--param", "steps=0"],
+                        "steps and restarts must be at least 1", None),
+    "attack: unsupported norm": (["attack", "{records}", "--attack", "apgd", "--eps", "2", "--param", "norm=L1"],
+                                 "norm must be one of Linf, L2", None),
+    "export: unknown format": (["export", "{records}", "--out", "{out}/table.xlsx"], "name a .csv or .parquet file",
+                               None),
     "select: fraction 0": (["select", "--method", "random", "--preset", "smoke", "--fraction", "0", "--seed", "0",
                             "--out", "{out}/coreset.json"], "fraction 0.0 is outside (0, 1]", None),
     "select: disk full": (["select", "--method", "random", "--preset", "smoke", "--train-per-class", "20",

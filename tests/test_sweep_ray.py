@@ -152,3 +152,51 @@ def test_each_proxy_was_trained_once_by_its_own_task(ray_sweep):
     assert output.count("proxy: training") == 1
     assert output.count("proxy 1/2: training") == 1 and output.count("proxy 2/2: training") == 1
     assert len(list((root / "cache" / "proxy").glob("*.safetensors"))) == 3
+
+
+def test_a_local_instance_is_started_with_a_fresh_token_and_the_environment_restored(monkeypatch):
+    import os
+
+    import ray
+
+    import benchmark.ray_executor as executor
+    from benchmark.sweep import Progress
+
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update({name: os.environ.get(name) for name in executor.AUTH_VARIABLES}, **kwargs)
+        raise ConnectionError("stop here")
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setattr(ray, "init", fake_init)
+    with pytest.raises(Exception, match="cannot reach a Ray cluster"):
+        executor.run_on_ray([], Progress(total=0, done_before=0, pending=[]), protocol=None, cache_dir=None,
+                            data_root=None, address=None, cpus_per_run=1)
+    assert seen["RAY_AUTH_MODE"] == "token" and len(seen["RAY_AUTH_TOKEN"]) == 64
+    assert seen["_node_ip_address"] == "127.0.0.1" and seen["include_dashboard"] is False
+    assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_AUTH_TOKEN" not in os.environ
+    assert executor.local_auth()["RAY_AUTH_TOKEN"] != executor.local_auth()["RAY_AUTH_TOKEN"]
+
+
+def test_an_instance_with_the_token_refuses_clients_without_it(tmp_path):
+    """Ray's gRPC servers listen on every interface (Ray offers no loopback setting): the token is what
+    keeps another user of the network out. A client without it cannot join; one with it can."""
+    script = textwrap.dedent('''
+        import os, subprocess, sys
+        from benchmark.ray_executor import local_auth
+        os.environ.update(local_auth())
+        import ray
+        context = ray.init(include_dashboard=False, logging_level="ERROR", num_cpus=1)
+        gcs = context.address_info["gcs_address"]
+        probe = f"import ray; ray.init(address={gcs!r}, logging_level='ERROR'); print('JOINED')"
+        outsider = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        print("outsider", subprocess.run([sys.executable, "-c", probe], env=outsider, capture_output=True,
+                                         text=True, timeout=120).stdout.strip() or "REFUSED")
+        print("insider", subprocess.run([sys.executable, "-c", probe], env=dict(os.environ), capture_output=True,
+                                        text=True, timeout=120).stdout.strip() or "REFUSED")
+        ray.shutdown()
+    ''')
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert "outsider REFUSED" in done.stdout and "insider JOINED" in done.stdout, done.stdout + done.stderr[-2000:]

@@ -54,15 +54,27 @@ def offline_error(title: str, root: Path, reason: str, folder: str) -> UserError
                      f"the embedded digits")
 
 
+def folders_under(root: Path) -> set[Path]:
+    """Every folder at or under `root` that exists now (to remove the empty ones a failed download adds)."""
+    return {root, *(p for p in root.rglob("*") if p.is_dir())} if root.is_dir() else set()
+
+
+def remove_new_empty_folders(root: Path, before: set[Path]) -> None:
+    for folder in sorted(folders_under(root) - before, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only if empty: nothing anyone wrote is removed
+        except OSError:
+            pass
+
+
 def torchvision_parts(title: str, folder: str, root: Path, download: bool, build) -> list:
     """`build(train)` for the training and test splits of a torchvision dataset, with one clear error when
-    the files are missing, damaged or not downloadable; a failed first download leaves no empty folder."""
-    existed = root.exists()
+    the files are missing, damaged or not downloadable; a failed download leaves no folder it made."""
+    before = folders_under(root)
     try:
         return [build(train) for train in (True, False)]
     except Exception as error:  # no network, a proxy error, a corrupt archive, a wrong file: all end the same way
-        if not existed and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
+        remove_new_empty_folders(root, before)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         if not download:
             reason += "; downloads are off"

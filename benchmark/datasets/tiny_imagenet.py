@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data import ImageDataset
-from benchmark.datasets import Dataset, offline_error, register
+from benchmark.datasets import Dataset, folders_under, offline_error, register, remove_new_empty_folders
 from benchmark.datasets.imagefolder import cached_decode
 from benchmark.errors import UserError
 
@@ -55,11 +55,13 @@ class TinyImageNet(Dataset):
         if not (base / "wnids.txt").is_file():
             if not download:
                 raise offline_error("Tiny ImageNet", data_root, "downloads are off", FOLDER)
+            before = folders_under(data_root)
             try:
                 from torchvision.datasets.utils import download_and_extract_archive
 
                 download_and_extract_archive(URL, str(data_root), md5=MD5)
             except Exception as error:
+                remove_new_empty_folders(data_root, before)
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise offline_error("Tiny ImageNet", data_root, reason, FOLDER) from None
         try:
