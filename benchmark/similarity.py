@@ -75,6 +75,26 @@ def cosine_gram(features: torch.Tensor) -> torch.Tensor:
     return (unit @ unit.T).clamp_(-1.0, 1.0)
 
 
+def gradient_errors(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """e = p - onehot(y), float32: the cross-entropy gradient with respect to the logits."""
+    errors = probabilities.to(torch.float32).clone()
+    errors[torch.arange(len(labels), device=errors.device), labels.to(errors.device)] -= 1.0
+    return errors
+
+
+def gradient_gram(embeddings: torch.Tensor, probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """n x n inner products of the closed-form last-layer gradients g = [e, e outer h], e = p - onehot(y):
+
+        <g_i, g_j> = <e_i, e_j> (1 + <h_i, h_j>),
+
+    computed in float32 (the precision of the proxy's outputs), made exactly symmetric (a blocked matrix
+    product need not be) and returned as float64 on the inputs' device."""
+    errors = gradient_errors(probabilities, labels)
+    embeddings = embeddings.to(torch.float32)
+    gram = (embeddings @ embeddings.T).add_(1.0).mul_(errors @ errors.T)
+    return gram.add_(gram.T.clone()).mul_(0.5).double()
+
+
 def gradient_cosine_gram(embeddings: torch.Tensor, probabilities: torch.Tensor,
                          labels: torch.Tensor) -> torch.Tensor:
     """n x n cosine similarities between the closed-form last-layer gradient embeddings
@@ -84,8 +104,7 @@ def gradient_cosine_gram(embeddings: torch.Tensor, probabilities: torch.Tensor,
 
     so the Gram costs one n x n x D and one n x n x C product instead of n x n x C*D.
     """
-    errors = probabilities.to(torch.float32).clone()
-    errors[torch.arange(len(labels), device=errors.device), labels.to(errors.device)] -= 1.0
+    errors = gradient_errors(probabilities, labels)
     embeddings = embeddings.to(torch.float32)
     gram = (errors @ errors.T) * (1.0 + embeddings @ embeddings.T)
     # ||g_i||^2 from the same identity; a zero gradient (a perfectly confident, correct prediction)

@@ -15,10 +15,11 @@ products and a matrix-vector product, O((candidates + validation points) * C * m
 
 Choices this benchmark had to make:
 - `eta` (default 1e-3) is the step per picked point on its own (summed, not averaged) loss, as in the
-  paper's one-step inner problem; 1e-3 ~ the proxy's SGD step per sample (lr 0.1 / batch 128), so k
-  picks imply about k / 128 proxy steps. eta acts only through the update (eta -> 0 is top-k by
-  initial gain). On a CIFAR-10 proxy (MobileNetV2-0.35, 39 % accuracy) a 10 % balanced selection with
-  eta = 1e-3 shares 71 % of its points with that top-k; 1e-2 shares 33 %.
+  paper's one-step inner problem, where eta is the model's learning rate (the paper's Eq. 2 takes the
+  step theta - eta grad, eta the training lr; its code uses the model's lr). A per-point step of 1e-3 is
+  the proxy's SGD step per sample (lr 0.1 / batch 128), so k picks imply about k / 128 proxy steps. eta
+  acts only through the update (eta -> 0 is top-k by initial gain). On a CIFAR-10 proxy (MobileNetV2-0.35,
+  39 % accuracy) a 10 % balanced selection with eta = 1e-3 shares 71 % of its points with that top-k; 1e-2 shares 33 %.
 - Validation gradients are means over validation points (gains are predicted changes of the mean
   validation log-likelihood); a sum would scale every gain alike and pick the same set.
 - Balanced selection runs one greedy per class, scored on that class's validation points (unbalanced
@@ -78,8 +79,8 @@ def greedy(train_errors: torch.Tensor, train_embeddings: torch.Tensor, val_logit
 @dataclass(frozen=True)
 class Glister(Selector):
     name = "glister"
-    paper = ("Killamsetty, Sivasubramanian, Ramakrishnan & Iyer, GLISTER: Generalization based data subset "
-             "selection for efficient and robust learning, AAAI 2021")
+    paper = ("Killamsetty, Sivasubramanian, Ramakrishnan & Iyer. GLISTER: Generalization based data subset "
+             "selection for efficient and robust learning. AAAI 2021")
     url = "https://arxiv.org/abs/2012.10630"
     eta: float = 1e-3
 

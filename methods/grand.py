@@ -32,8 +32,8 @@ from benchmark.train import predict
 @dataclass(frozen=True)
 class GraNd(Selector):
     name = "grand"
-    paper = ("Paul, Ganguli & Dziugaite, Deep learning on a data diet: finding important examples early in "
-             "training, NeurIPS 2021")
+    paper = ("Paul, Ganguli & Dziugaite. Deep learning on a data diet: finding important examples early in "
+             "training. NeurIPS 2021")
     url = "https://arxiv.org/abs/2107.07075"
     uses_proxy = False  # it trains its own `repeats` proxies; the shared one is not needed
     repeats: int = 10

@@ -24,11 +24,9 @@ The kernel is built here with torch and handed over as `ggsijs`: letting submodl
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from benchmark.errors import UserError
 from benchmark.selection import Selection, SelectionContext, Selector, register
-from benchmark.similarity import cosine_gram, gradient_cosine_gram
+from benchmark.submodular import check_dense, check_features, group_similarities, lazy_greedy
 
 # submodlib copies a dense kernel into Python lists (about 32 bytes per entry) before its C++ code sees
 # it: 15,000 points already take about 7 GB, a 50,000-point pool 80 GB.
@@ -47,8 +45,7 @@ class GraphCut(Selector):
     features: str = "gradients"  # "gradients" (last-layer gradient embeddings) or "embeddings"
 
     def __post_init__(self):
-        if self.features not in ("gradients", "embeddings"):
-            raise ValueError(f"features must be 'gradients' or 'embeddings', got {self.features!r}")
+        check_features(self.features)
         if self.lam < 0:
             raise ValueError(f"lam must be non-negative, got {self.lam}")
 
@@ -58,22 +55,12 @@ class GraphCut(Selector):
             if budget >= len(indices):  # submodlib refuses a budget equal to the ground set
                 chosen.append(indices)
                 continue
-            if len(indices) > MAX_GROUP_SIZE:
-                raise UserError(f"graphcut needs a dense {len(indices)} x {len(indices)} kernel, beyond the "
-                                f"{MAX_GROUP_SIZE:,}-point limit: select per class (without --unbalanced)")
-            similarities = self._similarities(context, indices)
-            from submodlib import GraphCutFunction  # here, not at the top: it takes seconds to import
+            check_dense(len(indices), MAX_GROUP_SIZE, "graphcut")
+            similarities = group_similarities(context, indices, self.features)
+            from submodlib import GraphCutFunction
 
             kernel = (similarities - similarities.min().clamp(max=0.0)).cpu().numpy()
-            function = GraphCutFunction(n=len(indices), mode="dense", lambdaVal=self.lam, ggsijs=kernel)
-            picks = function.maximize(budget=budget, optimizer="LazyGreedy", stopIfZeroGain=False,
-                                      stopIfNegativeGain=False, verbose=False, show_progress=False)
-            chosen.append(indices[np.asarray([position for position, _gain in picks], dtype=np.int64)])
+            positions, _ = lazy_greedy(GraphCutFunction(n=len(indices), mode="dense", lambdaVal=self.lam,
+                                                        ggsijs=kernel), budget)
+            chosen.append(indices[positions])
         return Selection(indices=np.sort(np.concatenate(chosen)))
-
-    def _similarities(self, context: SelectionContext, indices: np.ndarray) -> torch.Tensor:
-        rows = torch.as_tensor(indices, device=context.device)
-        if self.features == "embeddings":
-            return cosine_gram(context.embeddings()[rows])
-        labels = context.labels_tensor()[torch.as_tensor(indices, device=context.device)]
-        return gradient_cosine_gram(context.embeddings()[rows], context.probabilities()[rows], labels)

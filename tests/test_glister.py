@@ -80,10 +80,9 @@ def test_matches_plain_loop_reference(balance):
     np.testing.assert_allclose(selection.scores, [scores[i] for i in range(len(labels))], rtol=1e-4, atol=1e-6)
 
 
-def planted():
+def planted(s=3.0):
     """One class, C = 2. Candidates 0 and 1 are near-duplicates aimed at validation cluster 1 (six poorly
     fit points), candidate 2 at cluster 2 (three points), candidate 3 is already well fit."""
-    s = 3.0
     emb = np.array([[s, 0.0], [0.99 * s, 0.0], [0.0, s], [s, s]])
     probs = np.array([[0.2, 0.8], [0.2, 0.8], [0.2, 0.8], [0.97, 0.03]])
     val_emb = np.array([[s, 0.0]] * 6 + [[0.0, s]] * 3)
@@ -107,6 +106,23 @@ def test_the_update_changes_the_choice_relative_to_a_static_top_k():
     assert chosen == [0, 2] and selection.indices.tolist() == chosen
     assert scores[2] > scores[1] and initial[1] > initial[2]
     np.testing.assert_allclose(selection.scores, [scores[i] for i in range(4)], rtol=1e-4)
+
+
+def test_at_the_default_step_the_update_changes_the_picks_where_features_are_large():
+    """At eta = 1e-3 a pick moves the validation logits by eta (1 + <h, h_v>) e: with embeddings of norm 50,
+    about 2, enough to make the duplicate of the first pick worth less than the point serving the other
+    cluster. With norm-3 embeddings (or up to 30, checked by hand) the same step changes no pick."""
+    labels, emb, probs, val_labels, val_emb, val_probs = planted(s=50.0)
+    context = context_from(labels, emb, probs, val_labels, val_emb, val_probs, budget=2, num_classes=2)
+    assert Glister().eta == 1e-3
+    groups = [([0, 1, 2, 3], 2, list(range(9)))]
+    _, initial = reference_greedy(emb, probs, labels, val_emb, val_probs, val_labels, [([0, 1, 2, 3], 0, groups[0][2])],
+                                  1e-3)
+    assert sorted(sorted(initial, key=lambda i: -initial[i])[:2]) == [0, 1]  # a static top-k takes both twins
+    chosen, _ = reference_greedy(emb, probs, labels, val_emb, val_probs, val_labels, groups, 1e-3)
+    assert chosen == [0, 2] and Glister().select(context).indices.tolist() == [0, 2]
+    small = context_from(*planted(s=3.0), budget=2, num_classes=2)
+    assert Glister().select(small).indices.tolist() == [0, 1]  # small features: the update changes nothing
 
 
 def test_tiny_step_is_top_k_by_initial_gain():

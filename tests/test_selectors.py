@@ -10,7 +10,7 @@ from tests.conftest import tiny_context
 SELECTORS = sorted(available_selectors())
 SUBSET_SELECTORS = [name for name in SELECTORS if not available_selectors()[name].whole_pool]
 # methods whose choice is a deterministic function of the features: different seeds may agree
-RANDOMIZED = {"random"}
+RANDOMIZED = {"random", "kcenter_greedy", "contextual_diversity", "ccs", "dual"}
 
 
 def _select(name, **context_args):
