@@ -78,6 +78,9 @@ def _add_where_options(parser: argparse.ArgumentParser, out: bool) -> None:
     where.add_argument("--cache-dir", type=Path, help="proxy and decoded-image cache "
                        "(default $CORESET_BENCH_CACHE or ~/.cache/coreset-bench)")
     where.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    where.add_argument("--threads", type=int, metavar="N",
+                       help="torch CPU threads (default: torch's choice). CPU results depend on it; records say "
+                            "how many were used (the published CPU records: 1)")
     where.add_argument("--eval-batch-size", type=int, metavar="N",
                        help="images per attack batch (default: from the model's memory needs and the device)")
     if out:
@@ -360,10 +363,21 @@ def _cmd_export(args) -> None:
     log.info("%d row(s) written to %s", rows, args.out)
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+        _set_threads(getattr(args, "threads", None))
         verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "select": _cmd_select, "attack": _cmd_attack,
                  "methods": _cmd_list, "attacks": _cmd_list, "datasets": _cmd_list, "presets": _cmd_list,
                  "leaderboard": _cmd_leaderboard, "validate": _cmd_validate, "export": _cmd_export}

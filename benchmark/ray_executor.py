@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -77,6 +79,15 @@ def _run_task(spec: RunSpec, protocol: Protocol, cache_dir: Path, data_root: Pat
                    eval_batch_size=eval_batch_size)
 
 
+def _reload_auth_settings() -> None:
+    """Ray reads RAY_AUTH_MODE and the token once, when it is imported: where it was imported before the token
+    was set, it must read them again (else its client sends no token and the new instance refuses it)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
 def failure_reason(error: Exception) -> str:
     """One line for a task's failure: the selector's or the harness's own message where there is one."""
     cause = getattr(error, "cause", None)
@@ -105,16 +116,19 @@ def _check_reachable(address: str | None, seconds: float = 5.0) -> None:
 def run_on_ray(pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,
                data_root: Path | None, address: str | None, cpus_per_run: int,
                eval_batch_size: int | None = None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'coreset-bench[ray]' (or pip install ray)") from None
-    started_here = not ray.is_initialized()
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--executor ray needs Ray: pip install 'coreset-bench[ray]' (or pip install ray)")
     _check_reachable(address)
     saved = {name: os.environ.get(name) for name in AUTH_VARIABLES}
     try:
+        already_imported = "ray" in sys.modules  # Ray reads its auth settings when it is imported
+        started_here = not (already_imported and sys.modules["ray"].is_initialized())
         if not address and started_here:
             os.environ.update(local_auth())
+            if already_imported:
+                _reload_auth_settings()
+        import ray
+
         _run(ray, pending, progress, protocol=protocol, cache_dir=cache_dir, data_root=data_root, address=address,
              cpus_per_run=cpus_per_run, eval_batch_size=eval_batch_size, started_here=started_here)
     finally:

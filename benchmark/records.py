@@ -48,11 +48,23 @@ def environment(device, threads: int | None = None) -> dict:
     import torchattacks
     import torchvision
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "unknown CPU"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"package": benchmark.__version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "timm": timm.__version__,
             "torchattacks": torchattacks.__version__, "device": device.type, "device_name": name,
             "threads": threads if threads is not None else torch.get_num_threads()}
+
+
+def cpu_name() -> str:
+    """The CPU's model name: /proc/cpuinfo's on Linux (platform.processor() there is only the architecture)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def now() -> str:

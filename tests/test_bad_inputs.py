@@ -169,6 +169,8 @@ CASES = {
                                              _no_ray_cluster),
     "sweep: --cpus-per-run 0": (["sweep", "--methods", "random", "--cpus-per-run", "0", *TINY],
                                 "--cpus-per-run must be at least 1", None),
+    "sweep: --threads 0": (["sweep", "--methods", "random", "--threads", "0", *TINY], "--threads must be at least 1",
+                           None),
     "sweep: truncated record in --out": (["sweep", "--methods", "random", *TINY], "not valid JSON (truncated?)",
                                          _truncate),
     "sweep: record from a future schema in --out": (["sweep", "--methods", "random", *TINY],

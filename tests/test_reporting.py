@@ -83,3 +83,15 @@ def test_a_dry_run_of_the_gpu_preset_downloads_nothing(tmp_path, monkeypatch, ca
     out = capsys.readouterr()
     assert "sweep of 12 run(s)" in out.out and "the cache was not checked (the data is not here)" in out.out
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_threads_sets_torchs_cpu_threads(tmp_path, monkeypatch):
+    import torch
+
+    from benchmark.cli import main
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    seen = []
+    assert main(["-q", "sweep", "--methods", "random", "--preset", "smoke", "--dry-run", "--threads", "3",
+                 "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert seen == [3]

@@ -100,7 +100,8 @@ def ray_sweep(tmp_path_factory):
     attempts = root / "attempts"
     attempts.mkdir()
     # RAY_DEDUP_LOGS=0: Ray would fold the same line from several workers into one
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(plugin), "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}
+    # no RAY_AUTH_* here: the sweep's local instance must work with the token it sets up itself
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(plugin), "RAY_DEDUP_LOGS": "0"}
     command = [sys.executable, "-m", "benchmark", "sweep", "--methods",
                "random,cal,grand,fails_once,dies_once,always_fails", "--param", "grand.epochs=1",
                *TINY, "--executor", "ray", "--out", str(root / "out"), "--cache-dir", str(root / "cache"),
@@ -170,10 +171,13 @@ def test_a_local_instance_is_started_with_a_fresh_token_and_the_environment_rest
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setattr(ray, "init", fake_init)
+    # Ray is imported already (above), so it read RAY_AUTH_MODE=disabled: it must be told to read them again
+    reloads = []
+    monkeypatch.setattr(executor, "_reload_auth_settings", lambda: reloads.append(os.environ["RAY_AUTH_MODE"]))
     with pytest.raises(Exception, match="cannot reach a Ray cluster"):
         executor.run_on_ray([], Progress(total=0, done_before=0, pending=[]), protocol=None, cache_dir=None,
                             data_root=None, address=None, cpus_per_run=1)
-    assert seen["RAY_AUTH_MODE"] == "token" and len(seen["RAY_AUTH_TOKEN"]) == 64
+    assert seen["RAY_AUTH_MODE"] == "token" and len(seen["RAY_AUTH_TOKEN"]) == 64 and reloads == ["token"]
     assert seen["_node_ip_address"] == "127.0.0.1" and seen["include_dashboard"] is False
     assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_AUTH_TOKEN" not in os.environ
     assert executor.local_auth()["RAY_AUTH_TOKEN"] != executor.local_auth()["RAY_AUTH_TOKEN"]

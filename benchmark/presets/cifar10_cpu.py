@@ -13,4 +13,4 @@ PRESET = Protocol(
     attacks=(AttackSpec("fgsm"), AttackSpec("bim"), AttackSpec("pgd", {"steps": 20}),
              AttackSpec("apgd", {"steps": 20})),
     cross_check_images=16, headline_eps=2 / 255,
-    method_defaults={"grand": {"repeats": 3, "epochs": 1}})
+    method_defaults={"grand": {"repeats": 3, "epochs": 1}, "el2n": {"repeats": 3, "epochs": 1}})
