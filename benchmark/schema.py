@@ -156,7 +156,7 @@ def check_record(record, where: str) -> list[str]:
     rules = _rules_v1 if version == 1 else _rules_v2
     try:
         found = _rules_common(record) + rules(record)
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError):
         if not problems:
             raise
         found = []  # fields the rules read are malformed, and the schema said so already

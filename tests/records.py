@@ -114,10 +114,11 @@ def write_records(directory: Path, records: list[dict]) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for record in records:
-        name = f"{slug(str(record['method']))}__f{record['fraction']}__s{record['seed']}"
+        # Hostile tests put any text in these fields: the file name must stay a legal one.
+        name = f"{slug(str(record['method']))}__f{slug(str(record['fraction']))}__s{slug(str(record['seed']))}"
         if record["method_params"] and isinstance(record["method_params"], dict):
             name += "__" + slug(json.dumps(record["method_params"], sort_keys=True))
-        path = directory / f"{name}.json"
+        path = directory / f"{name[:200]}.json"
         path.write_text(json.dumps(record, indent=2))
         paths.append(path)
     return paths

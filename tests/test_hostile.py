@@ -226,7 +226,7 @@ NUMBERS = st.one_of(st.integers(min_value=-(2 ** 70), max_value=2 ** 70), st.flo
                     st.just(0.5), st.just(10 ** 400 // 10 ** 399))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["method", "paper", "dataset", "preset", "model", "method_params", "seed", "fraction",
                               "clean_accuracy", "paper_url", "flags"]),
        text=HOSTILE_TEXT, number=NUMBERS, use_number=st.booleans())
