@@ -1,16 +1,22 @@
-"""Seconds and peak memory of every selector at N = 5,000, 20,000 and 50,000 pool points of CIFAR-10 size
-(10 classes, 10 % budget, class-balanced), so growth with N is visible.
+"""Seconds and peak memory of every selector on a pool of CIFAR-10 size (10 classes, class-balanced): by
+default the 45,000-point pool at 10 % and 50 % budgets; other sizes show growth with N.
 
     python scripts/bench_selectors.py --cifar10 ../shared/data/cifar10-jpeg
-    python scripts/bench_selectors.py --sizes 5000 --methods cal,moderate_ds      # a quick look
+    python scripts/bench_selectors.py --sizes 5000,20000 --fractions 0.1 --methods cal,moderate_ds
 
 Features are real proxy outputs when --cifar10 (or CORESET_BENCH_CIFAR10_JPEG) names the ImageFolder copy:
 a narrow MobileNetV2 (mobilenetv2_035, 1280-d embeddings) trained one epoch on 5,000 training images,
 then applied to all 50,000 (the pool) and to the 10,000 test images (standing in for the validation split:
-timing only, nothing is evaluated). Otherwise Gaussian class clusters of the same shapes. Each (method, N)
-runs in its own process, so the peak resident memory it reports is that selection's alone (minus the
-memory the process had after loading the features). GraND runs its closed-form last-layer option on
-untrained proxies here: per-sample gradients over all parameters are a GPU job at these sizes.
+timing only, nothing is evaluated). Otherwise Gaussian class clusters of the same shapes. Each (method, N,
+fraction) runs in its own process, so the peak resident memory it reports is that selection's alone (minus
+the memory the process had after loading the features).
+
+Model-bound selectors are timed as their cost per pool point, not at full size: DeepFool and the
+adversarial coreset attack every pool image through the proxy (`--model-bound-size` points, default 1,000),
+and GraND and EL2N score with K proxies, here two untrained ones (GraND with its closed-form last-layer
+option); their proxies' training is excluded as for every selector. Training dynamics (forgetting, AUM,
+CCS, D2 pruning, DUAL) are seeded random matrices of the proxy's shape (3 epochs): their selectors' cost
+does not depend on the values.
 """
 
 import argparse
@@ -25,14 +31,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.selection import SelectionContext, ValidationOutputs, available_selectors, create_selector
+from benchmark.selection import (
+    SelectionContext,
+    TrainingDynamics,
+    ValidationOutputs,
+    available_selectors,
+    create_selector,
+)
 
-PARAMS = {"grand": {"last_layer": True, "repeats": 2, "epochs": 1}}
+PARAMS = {"grand": {"last_layer": True, "repeats": 2, "epochs": 1}, "el2n": {"repeats": 2, "epochs": 1}}
 SKIP = {"full"}
+MODEL_BOUND = {"deepfool", "adversarial_coreset"}
 
 
 class BenchFeatures:
-    """Precomputed outputs plus untrained narrow proxies for GraND."""
+    """Precomputed outputs, the proxy, random training dynamics and untrained proxies for GraND and EL2N."""
 
     def __init__(self, stored: dict, rows: np.ndarray):
         self.stored, self.rows = stored, torch.as_tensor(rows)
@@ -50,29 +63,43 @@ class BenchFeatures:
     def pool_images(self):
         return self.stored["images"][self.rows]
 
-    def proxy_models(self, count, epochs):
-        from benchmark.models import build_model
+    def training_dynamics(self):
+        generator = torch.Generator().manual_seed(0)
+        shape = (3, len(self.rows))
+        return TrainingDynamics(torch.rand(shape, generator=generator) < 0.7, torch.randn(shape, generator=generator),
+                                torch.rand(shape, generator=generator) * 3)
 
-        return [build_model("mobilenetv2_035", 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=i).eval()
-                for i in range(count)]
+    def proxy_model(self):
+        model = _proxy(0)
+        model.load_state_dict(self.stored["proxy"])
+        return model.eval()
+
+    def proxy_models(self, count, epochs):
+        return [_proxy(i).eval() for i in range(count)]
+
+
+def _proxy(seed: int) -> torch.nn.Module:
+    from benchmark.models import build_model
+
+    return build_model("mobilenetv2_035", 10, torch.full((3,), 0.47), torch.full((3,), 0.25), seed=seed)
 
 
 def make_features(cifar10: Path | None, path: Path) -> None:
     if cifar10 is not None:
         from benchmark.data import load_dataset
-        from benchmark.models import build_model
         from benchmark.train import TrainConfig, predict, train_model
 
         dataset = load_dataset(f"imagefolder:{cifar10}")
         subset = np.random.default_rng(0).permutation(len(dataset.train_labels))[:5000]
-        model = build_model("mobilenetv2_035", 10, torch.full((3,), 0.47), torch.full((3,), 0.25), seed=0)
+        model = _proxy(0)
         train_model(model, dataset.train_images[subset], dataset.train_labels[subset],
                     TrainConfig(epochs=1, lr=0.05), seed=0, purpose="bench-proxy")
         logits, embeddings = predict(model, dataset.train_images, embed=True)
         val_logits, val_embeddings = predict(model, dataset.test_images, embed=True)
         stored = {"labels": dataset.train_labels, "embeddings": embeddings, "probabilities": logits.softmax(1),
                   "val_labels": dataset.test_labels, "val_embeddings": val_embeddings,
-                  "val_probabilities": val_logits.softmax(1), "images": dataset.train_images, "source": "cifar10"}
+                  "val_probabilities": val_logits.softmax(1), "images": dataset.train_images, "source": "cifar10",
+                  "proxy": model.state_dict()}
     else:
         generator = torch.Generator().manual_seed(0)
         labels = torch.arange(50_000) % 10
@@ -84,17 +111,22 @@ def make_features(cifar10: Path | None, path: Path) -> None:
                   "val_labels": val_labels, "val_embeddings": embeddings[:5000].clone(),
                   "val_probabilities": logits[:5000].softmax(1),
                   "images": torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=generator),
-                  "source": "gaussian"}
+                  "source": "gaussian", "proxy": _proxy(0).state_dict()}
     torch.save(stored, path)
 
 
-def worker(method: str, size: int, path: Path) -> None:
+def balanced_rows(labels: np.ndarray, size: int) -> np.ndarray:
+    """A class-balanced subset of `size` points, the same for every method (and for bench_deepcore.py)."""
+    rng = np.random.default_rng(size)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:size // 10] for c in range(10)]))
+
+
+def worker(method: str, size: int, fraction: float, path: Path) -> None:
     stored = torch.load(path)
     labels = stored["labels"].numpy()
-    # a class-balanced subset of `size` points, the same for every method
-    rng = np.random.default_rng(size)
-    rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:size // 10] for c in range(10)]))
-    context = SelectionContext(labels=labels[rows], num_classes=10, budget=size // 10, seed=0,
+    rows = balanced_rows(labels, size)
+    budget = 10 * round(fraction * (size // 10))
+    context = SelectionContext(labels=labels[rows], num_classes=10, budget=budget, seed=0,
                                features=BenchFeatures(stored, rows))
     selector = create_selector(method, PARAMS.get(method))
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -109,30 +141,42 @@ def worker(method: str, size: int, path: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cifar10", type=Path, default=os.environ.get("CORESET_BENCH_CIFAR10_JPEG"))
-    parser.add_argument("--sizes", default="5000,20000,50000")
+    parser.add_argument("--sizes", default="45000", help="pool sizes, comma-separated")
+    parser.add_argument("--fractions", default="0.1,0.5")
+    parser.add_argument("--model-bound-size", type=int, default=1000,
+                        help=f"pool size for {', '.join(sorted(MODEL_BOUND))} (reported per 1,000 points)")
     parser.add_argument("--methods", default="all")
     parser.add_argument("--features", type=Path, default=Path("bench-features.pt"), help="cache of the features")
-    parser.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("METHOD", "N", "FRACTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker[0], int(args.worker[1]), args.features)
+        return worker(args.worker[0], int(args.worker[1]), float(args.worker[2]), args.features)
     if not args.features.exists():
         make_features(args.cifar10, args.features)
     methods = [m for m in available_selectors() if m not in SKIP] if args.methods == "all" else args.methods.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"| method | {' | '.join(f'N={n:,} s' for n in sizes)} | {' | '.join(f'N={n:,} MB' for n in sizes)} |")
-    print("|---" * (1 + 2 * len(sizes)) + "|")
+    fractions = [float(f) for f in args.fractions.split(",")]
+    columns = [(n, f) for n in sizes for f in fractions]
+    names = [f"N={n:,} {f:.0%}" for n, f in columns]
+    print(f"| method | {' | '.join(f'{name} s' for name in names)} | {' | '.join(f'{name} MB' for name in names)} |")
+    print("|---" * (1 + 2 * len(columns)) + "|")
     for method in methods:
         results = []
-        for size in sizes:
+        for size, fraction in columns:
+            measured = args.model_bound_size if method in MODEL_BOUND else size
             done = subprocess.run([sys.executable, __file__, "--features", str(args.features), "--worker", method,
-                                   str(size)], capture_output=True, text=True)
+                                   str(measured), str(fraction)], capture_output=True, text=True)
             if done.returncode != 0:
                 results.append(None)
-                print(f"{method} N={size} failed: {done.stderr.strip().splitlines()[-1]}", file=sys.stderr)
-            else:
-                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        seconds = " | ".join("failed" if r is None else f"{r['seconds']:.2f}" for r in results)
+                print(f"{method} N={measured} failed: {done.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            if method in MODEL_BOUND:  # scaled to the column's N from the measured per-point cost
+                result["seconds"] *= size / measured
+                result["scaled"] = True
+            results.append(result)
+        seconds = " | ".join("failed" if r is None else f"{r['seconds']:.2f}" + (" (est.)" if r.get("scaled") else "")
+                             for r in results)
         memory = " | ".join("failed" if r is None else f"{r['peak_mb']:.0f}" for r in results)
         print(f"| {method} | {seconds} | {memory} |", flush=True)
 

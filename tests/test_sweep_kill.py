@@ -15,7 +15,9 @@ from tests.conftest import REPO
 
 # 4 methods x 2 fractions x 1 seed = 8 runs; 3 of the methods share one proxy
 METHODS = "random,cal,moderate_ds,contextual_diversity"
-TINY = ["--preset", "smoke", "--train-per-class", "30", "--test-per-class", "10", "--epochs", "3",
+# FGSM alone: these tests are about orchestration, and the smoke suite's PGD would double their time
+TINY = ["--preset", "smoke", "--attacks", "fgsm", "--train-per-class", "30", "--test-per-class", "10",
+        "--epochs", "3",
         "--proxy-epochs", "2"]
 KILLS = 5
 KILL_SEED = 2026  # the kill moments are random, from an explicit seed

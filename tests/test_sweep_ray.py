@@ -75,7 +75,9 @@ class DiesOnce(Faulty):
             os._exit(1)  # the worker process dies, as on a preempted node
 '''
 
-TINY = ["--preset", "smoke", "--train-per-class", "30", "--test-per-class", "10", "--epochs", "2",
+# FGSM alone: these tests are about orchestration, and the smoke suite's PGD would double their time
+TINY = ["--preset", "smoke", "--attacks", "fgsm", "--train-per-class", "30", "--test-per-class", "10",
+        "--epochs", "2",
         "--proxy-epochs", "1", "--fractions", "0.1,0.5"]
 
 
