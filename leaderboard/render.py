@@ -291,8 +291,9 @@ def caveats(group: Group) -> list[str]:
     """What a reader must know before trusting the section's numbers, stated where the numbers are."""
     facts = group.facts
     seeds = len(facts["seeds"])
-    lines = [f"Scale: {', '.join(map(str, facts['pool_size']))} pool images, a test set of "
-             f"{', '.join(map(str, facts['test_size'])) or 'unknown size'} images, {facts['epochs']} epochs of "
+    test_set = (f"a test set of {', '.join(map(str, facts['test_size']))} images" if facts["test_size"] else
+                "a test set whose size the records do not state (version 1)")
+    lines = [f"Scale: {', '.join(map(str, facts['pool_size']))} pool images, {test_set}, {facts['epochs']} epochs of "
              f"{facts['model']}."]
     if _finite(facts["full_clean"]):
         lines.append(f"A model on the whole pool reaches {100 * facts['full_clean']:.1f} % clean accuracy here: "

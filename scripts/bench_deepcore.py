@@ -69,7 +69,7 @@ def deepcore_class(method: str, path: Path, size: int, fraction: float, label: i
         chosen = Herding.herding(herding, embeddings, budget=budget, index=index)
     elif method == "kcenter_greedy":
         chosen = k_center_greedy(embeddings, budget, euclidean_dist, "cpu", random_seed=0, index=index,
-                                 print_freq=QUIET.print_freq)
+                                 already_selected=[], print_freq=QUIET.print_freq)
     else:
         gradients = last_layer_gradients(embeddings, stored["probabilities"][rows][index].float(),
                                          torch.as_tensor(labels[index])).numpy()

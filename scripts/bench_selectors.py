@@ -87,13 +87,14 @@ def _proxy(seed: int) -> torch.nn.Module:
 def make_features(cifar10: Path | None, path: Path) -> None:
     if cifar10 is not None:
         from benchmark.data import load_dataset
-        from benchmark.train import TrainConfig, predict, train_model
+        from benchmark.protocol import preset
+        from benchmark.train import predict, train_model
 
         dataset = load_dataset(f"imagefolder:{cifar10}")
         subset = np.random.default_rng(0).permutation(len(dataset.train_labels))[:5000]
         model = _proxy(0)
         train_model(model, dataset.train_images[subset], dataset.train_labels[subset],
-                    TrainConfig(epochs=1, lr=0.05), seed=0, purpose="bench-proxy")
+                    preset("cifar10-cpu").proxy_config(epochs=1), seed=0, purpose="bench-proxy")
         logits, embeddings = predict(model, dataset.train_images, embed=True)
         val_logits, val_embeddings = predict(model, dataset.test_images, embed=True)
         stored = {"labels": dataset.train_labels, "embeddings": embeddings, "probabilities": logits.softmax(1),
@@ -146,6 +147,7 @@ def main():
     parser.add_argument("--model-bound-size", type=int, default=1000,
                         help=f"pool size for {', '.join(sorted(MODEL_BOUND))} (reported per 1,000 points)")
     parser.add_argument("--methods", default="all")
+    parser.add_argument("--limit", type=float, default=900.0, help="seconds before a selection is stopped")
     parser.add_argument("--features", type=Path, default=Path("bench-features.pt"), help="cache of the features")
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "N", "FRACTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -164,19 +166,25 @@ def main():
         results = []
         for size, fraction in columns:
             measured = args.model_bound_size if method in MODEL_BOUND else size
-            done = subprocess.run([sys.executable, __file__, "--features", str(args.features), "--worker", method,
-                                   str(measured), str(fraction)], capture_output=True, text=True)
+            try:
+                done = subprocess.run([sys.executable, __file__, "--features", str(args.features), "--worker",
+                                       method, str(measured), str(fraction)], capture_output=True, text=True,
+                                      timeout=args.limit)
+            except subprocess.TimeoutExpired:
+                results.append({"seconds": float("inf"), "peak_mb": float("nan")})
+                continue
             if done.returncode != 0:
                 results.append(None)
-                print(f"{method} N={measured} failed: {done.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+                reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                print(f"{method} N={measured} failed: {reason}", file=sys.stderr)
                 continue
             result = json.loads(done.stdout.strip().splitlines()[-1])
             if method in MODEL_BOUND:  # scaled to the column's N from the measured per-point cost
                 result["seconds"] *= size / measured
                 result["scaled"] = True
             results.append(result)
-        seconds = " | ".join("failed" if r is None else f"{r['seconds']:.2f}" + (" (est.)" if r.get("scaled") else "")
-                             for r in results)
+        seconds = " | ".join("failed" if r is None else f"> {args.limit:.0f} (stopped)" if r["seconds"] == float("inf")
+                             else f"{r['seconds']:.2f}" + (" (est.)" if r.get("scaled") else "") for r in results)
         memory = " | ".join("failed" if r is None else f"{r['peak_mb']:.0f}" for r in results)
         print(f"| {method} | {seconds} | {memory} |", flush=True)
 
