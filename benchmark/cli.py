@@ -80,7 +80,7 @@ def _add_where_options(parser: argparse.ArgumentParser, out: bool) -> None:
     where.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     where.add_argument("--threads", type=int, metavar="N",
                        help="torch CPU threads (default: torch's choice). CPU results depend on it; records say "
-                            "how many were used (the published CPU records: 1)")
+                            "how many were used (the publishing script runs one-thread tasks)")
     where.add_argument("--eval-batch-size", type=int, metavar="N",
                        help="images per attack batch (default: from the model's memory needs and the device)")
     if out:

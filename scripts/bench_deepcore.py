@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_selectors import BenchFeatures, balanced_rows  # noqa: E402
+from bench_selectors import balanced_rows, bench_context  # noqa: E402
 
-from benchmark.selection import SelectionContext, create_selector, last_layer_gradients  # noqa: E402
+from benchmark.selection import create_selector, last_layer_gradients  # noqa: E402
 
 METHODS = ("herding", "kcenter_greedy", "craig", "gradmatch")
 QUIET = SimpleNamespace(print_freq=10 ** 9)  # DeepCore prints every print_freq steps
@@ -43,9 +43,7 @@ def load(path: Path, size: int) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def ours(method: str, path: Path, size: int, fraction: float) -> dict:
-    stored, rows, labels = load(path, size)
-    context = SelectionContext(labels=labels, num_classes=10, budget=10 * round(fraction * (size // 10)), seed=0,
-                               features=BenchFeatures(stored, rows))
+    context = bench_context(torch.load(path), size, fraction)
     context.embeddings(), context.probabilities()  # outside the timing, as in the harness
     started = time.perf_counter()
     selection = create_selector(method).select(context)

@@ -122,13 +122,17 @@ def balanced_rows(labels: np.ndarray, size: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:size // 10] for c in range(10)]))
 
 
+def bench_context(stored: dict, size: int, fraction: float) -> SelectionContext:
+    """The selection context of a class-balanced pool of `size` points at `fraction` (shared with
+    bench_deepcore.py, so both time the same problem)."""
+    rows = balanced_rows(stored["labels"].numpy(), size)
+    return SelectionContext(labels=stored["labels"].numpy()[rows], num_classes=10,
+                            budget=10 * round(fraction * (size // 10)), seed=0, features=BenchFeatures(stored, rows))
+
+
 def worker(method: str, size: int, fraction: float, path: Path) -> None:
     stored = torch.load(path)
-    labels = stored["labels"].numpy()
-    rows = balanced_rows(labels, size)
-    budget = 10 * round(fraction * (size // 10))
-    context = SelectionContext(labels=labels[rows], num_classes=10, budget=budget, seed=0,
-                               features=BenchFeatures(stored, rows))
+    context = bench_context(stored, size, fraction)
     selector = create_selector(method, PARAMS.get(method))
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     context.embeddings(), context.probabilities()  # outside the timing, as in the harness
