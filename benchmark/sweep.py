@@ -81,9 +81,10 @@ def existing_records(specs: list[RunSpec]) -> dict[Path, dict]:
 
 @dataclass
 class Progress:
-    """Runs done / running / left, and the time left, estimated from the finished runs' own time per unit of
-    work (a run's work is taken as proportional to its fraction); proxy trainings, done once per seed, are
-    left out of the pace."""
+    """Runs done / running / left, and the time left, estimated from the finished runs' own timings (their
+    records'): training takes time in proportion to the fraction, selection and attacks about the same per
+    run. The records' timings, not the wall clock, because the Ray executor queues every run at once (a run's
+    wait in the queue is not its cost); proxy trainings, done once per seed, are left out of the pace."""
 
     total: int
     done_before: int
@@ -95,9 +96,10 @@ class Progress:
     started: float = field(default_factory=lambda: time.monotonic())
 
     def __post_init__(self):
-        self._work_done = 0.0
-        self._run_seconds = 0.0
-        self._work_left = sum(spec.fraction for spec in self.pending)
+        self._fraction_done = 0.0  # of the finished runs: their fractions, training and other seconds
+        self._training_seconds = 0.0
+        self._other_seconds = 0.0
+        self._fraction_left = sum(spec.fraction for spec in self.pending)
         self._starts: dict[Path, float] = {}
 
     def start(self, spec: RunSpec) -> None:
@@ -106,12 +108,14 @@ class Progress:
 
     def finish(self, spec: RunSpec, record: dict | None, error: str | None = None) -> None:
         self.in_flight.discard(spec.record)
-        self._work_left -= spec.fraction
+        self._fraction_left -= spec.fraction
         took = time.monotonic() - self._starts.pop(spec.record, time.monotonic())
         if error is None:
             self.finished += 1
-            self._work_done += spec.fraction
-            self._run_seconds += max(0.0, took - record["selection"].get("proxy_training_seconds", 0.0))
+            self._fraction_done += spec.fraction
+            training, other = _run_seconds(record, took)
+            self._training_seconds += training
+            self._other_seconds += other
             worst = {w["eps"]: w["accuracy"] for w in record.get("worst_case", []) if w["threat"] == "Linf"}
             if not worst:  # a version-1 record
                 worst = {a["eps"]: a["accuracy"] for a in record["attacks"]}
@@ -135,9 +139,11 @@ class Progress:
         return ", ".join(parts)
 
     def eta(self) -> str:
-        if not self._work_done:
+        if not self.finished:
             return "time left estimated once a run has finished (proxy training not counted)"
-        seconds = self._run_seconds / self._work_done * max(self._work_left, 0.0) / max(self.slots, 1)
+        runs_left = len(self.pending) - self.finished - len(self.failures)
+        seconds = (self._training_seconds / self._fraction_done * max(self._fraction_left, 0.0)
+                   + self._other_seconds / self.finished * runs_left) / max(self.slots, 1)
         return f"about {format_duration(seconds)} left (plus any proxy training)"
 
     def elapsed(self) -> str:
@@ -148,7 +154,21 @@ class Progress:
         now = time.monotonic()
         if now - getattr(self, "_last_refresh", self.started) >= interval():
             self._last_refresh = now
-            log.info("[%s] still running: %s", self.summary(), ", ".join(sorted(p.stem for p in self.in_flight)))
+            if len(self.in_flight) <= self.slots:
+                log.info("[%s] still running: %s", self.summary(), ", ".join(sorted(p.stem for p in self.in_flight)))
+            else:  # the Ray executor queues every run at once: which of them run now, only Ray knows
+                log.info("[%s]", self.summary())
+
+
+def _run_seconds(record: dict, took: float) -> tuple[float, float]:
+    """A finished run's (training, everything else) seconds from its record, proxy training left out; the
+    wall clock since it was started where the record has no timings."""
+    try:
+        training = float(record["training"]["seconds"])
+        other = float(record["selection"]["seconds"]) + float(record["evaluation"]["seconds"]["total"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0, max(0.0, took - record["selection"].get("proxy_training_seconds", 0.0))
+    return training, other
 
 
 def run_local(pending: list[RunSpec], progress: Progress, *, protocol: Protocol, cache_dir: Path,

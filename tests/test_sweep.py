@@ -1,6 +1,7 @@
 """The sweep's parts in-process: the grid, what counts as done, the dry run's report and the progress view."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -94,12 +95,33 @@ def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeyp
     progress.start(specs[0])
     assert progress.summary() == ("1/5 done, 1 running, 3 left, time left estimated once a run has finished "
                                   "(proxy training not counted)")
-    clock[0] += 40  # 40 s, 30 of them training the shared proxy: 10 s for work 0.1, so 110 s for the 1.1 left
+    clock[0] += 40  # 40 s, 30 of them training the shared proxy; a record without timings: 10 s a run, 3 left
     progress.finish(specs[0], {"clean_accuracy": 0.5, "attacks": [], "selection": {"proxy_training_seconds": 30.0}})
     progress.start(specs[1])
-    assert progress.summary() == "2/5 done, 1 running, 2 left, about 1m50s left (plus any proxy training)"
+    assert progress.summary() == "2/5 done, 1 running, 2 left, about 30s left (plus any proxy training)"
     progress.finish(specs[1], None, "broken")
     assert progress.failures == [(specs[1], "broken")] and "1 failed" in progress.summary()
+
+
+def test_the_time_left_comes_from_the_records_timings_not_from_the_wait_in_a_queue(monkeypatch, caplog):
+    # the Ray executor queues every run at once; training scales with the fraction, the attacks do not
+    clock = [0.0]
+    monkeypatch.setattr("benchmark.sweep.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("benchmark.sweep.interval", lambda: 0.0)
+    specs = expand_grid(PROTOCOL, ["random"], {}, __import__("pathlib").Path("/nowhere"))  # fractions .1 .5 .1 .5
+    progress = Progress(total=4, done_before=0, pending=specs, slots=2)
+    for spec in specs:
+        progress.start(spec)
+    clock[0] += 5000  # an hour and more in the queue and running: not what the run cost
+    timings = {"selection": {"seconds": 2.0, "proxy_training_seconds": 50.0}, "training": {"seconds": 10.0},
+               "evaluation": {"seconds": {"total": 98.0}}}
+    progress.finish(specs[0], {"clean_accuracy": 0.5, "attacks": [], **timings})
+    # left: training 100 s per unit fraction x 1.1 = 110 s, the rest 100 s x 3 runs = 300 s; two at once
+    assert progress.eta() == "about 3m25s left (plus any proxy training)"
+    with caplog.at_level(logging.INFO, logger="benchmark"):
+        progress.refresh()
+    # queued runs are not listed as running
+    assert "1/4 done, 2 running, 1 left" in caplog.text and specs[1].record.stem not in caplog.text
 
 
 def test_durations_read_naturally():
