@@ -18,7 +18,7 @@ from benchmark.models import build_model
 from benchmark.seeding import derive_seed
 from benchmark.selection import TrainingDynamics, ValidationOutputs
 from benchmark.storage import read_tensors, write_tensors
-from benchmark.train import DynamicsRecorder, TrainConfig, predict, prepare, train_model
+from benchmark.train import DynamicsRecorder, TrainConfig, TrainingClock, predict, prepare, train_model
 
 log = logging.getLogger("benchmark")
 PROXY_FORMAT = 2  # bump when proxy training or what is cached changes, so stale cache entries are never reused
@@ -98,10 +98,11 @@ class ProxyFeatures:
         log.info("%s: training %s for %d epochs on %d pool images (seed %d)", desc, self.model_name, epochs,
                  len(self.data.pool_images), seed)
         started = time.perf_counter()
+        clock = TrainingClock()
         train_model(model, self.data.pool_images, self.data.pool_labels,
                     dataclasses.replace(self.config, epochs=epochs), seed=seed, purpose="proxy-train", desc=desc,
-                    checkpoint=self._checkpoint(path), dynamics=dynamics)
-        self.training_seconds += time.perf_counter() - started
+                    checkpoint=self._checkpoint(path), dynamics=dynamics, clock=clock)
+        self.training_seconds += time.perf_counter() - started + clock.carried
         self.trained += 1
         return model
 

@@ -24,7 +24,7 @@ from benchmark.robustness import evaluate
 from benchmark.seeding import derive_seed
 from benchmark.selection import Selection, SelectionContext, Selector, create_selector, validate_selection
 from benchmark.storage import read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
-from benchmark.train import accuracy, train_model
+from benchmark.train import TrainingClock, accuracy, train_model
 
 log = logging.getLogger("benchmark")
 FEW_STEPS = 20  # a final training with fewer optimizer steps than this is flagged
@@ -106,13 +106,14 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
     weights = None if selection.weights is None else torch.as_tensor(selection.weights, dtype=torch.float32,
                                                                        device=images.device)
     started = time.perf_counter()
+    clock = TrainingClock()  # the time trained before a resume, which this process did not see
     best = None
     grid = []
     for i, lr in enumerate(protocol.lrs):
         model = data.build_model(protocol.model, derive_seed(seed, "init"))
         model = train_model(model.to(images.device), images, labels, protocol.train_config(lr, len(images)), seed=seed,
                             purpose="training", desc=f"train lr={lr:g}", sample_weights=weights,
-                            checkpoint=checkpoints / f"lr{i}.checkpoint" if checkpoints else None)
+                            checkpoint=checkpoints / f"lr{i}.checkpoint" if checkpoints else None, clock=clock)
         val_accuracy = accuracy(model, data.val_images, data.val_labels)
         grid.append({"lr": lr, "validation_accuracy": val_accuracy})
         if best is None or val_accuracy > best[1]:
@@ -120,8 +121,8 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
     model, val_accuracy, lr = best
     epochs = protocol.epochs_for(len(images))
     steps = epochs * max(1, math.ceil(len(images) / protocol.batch_size))
-    return {"model": model, "seconds": time.perf_counter() - started, "lr": lr, "steps": steps, "epochs": epochs,
-            "validation_accuracy": val_accuracy, "lr_grid": grid}
+    return {"model": model, "seconds": time.perf_counter() - started + clock.carried, "lr": lr, "steps": steps,
+            "epochs": epochs, "validation_accuracy": val_accuracy, "lr_grid": grid}
 
 
 @dataclass(frozen=True)

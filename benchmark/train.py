@@ -9,6 +9,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,14 @@ class DynamicsRecorder:
             getattr(self, name).copy_(tensor)
 
 
+@dataclass
+class TrainingClock:
+    """Training seconds spent before this process: what the checkpoints it resumed from had recorded. A resumed
+    run adds them to its own time, so its record states what the whole training took."""
+
+    carried: float = 0.0
+
+
 def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -94,7 +103,8 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 
 def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, *,
                 seed: int, purpose: str, desc: str = "train", sample_weights: torch.Tensor | None = None,
-                checkpoint: Path | None = None, dynamics: DynamicsRecorder | None = None) -> nn.Module:
+                checkpoint: Path | None = None, dynamics: DynamicsRecorder | None = None,
+                clock: TrainingClock | None = None) -> nn.Module:
     """SGD (Nesterov momentum, weight decay) with a per-step cosine schedule. `images` are uint8 on the
     device the model is on; the batch order and the augmentation draw from seeds derived from `seed`.
     `sample_weights` (from weighted selectors) scale each image's loss; they are normalised to mean 1.
@@ -102,7 +112,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     With `checkpoint`, the whole training state is saved there (atomically) after every epoch, and a
     checkpoint found there at the start is resumed from: on CPU the result is bitwise the same as an
     uninterrupted training. The caller deletes the file once it has what it needs. With `dynamics`, what the
-    training forward passes saw of each image is recorded there (and checkpointed with the rest)."""
+    training forward passes saw of each image is recorded there (and checkpointed with the rest). Checkpoints
+    keep the training seconds so far; `clock` receives those of the checkpoint resumed from."""
     device = images.device
     model = prepare(model, device)
     generator = torch_generator(seed, purpose, device="cpu")
@@ -117,8 +128,11 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     # layers that draw from the global RNG (dropout, drop-path) get a stream of their own, saved with the rest
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(derive_seed(seed, f"{purpose}/global"))
-        start = _resume(checkpoint, identity, model, optimizer, schedule, generator, cuda, dynamics) \
-            if checkpoint else 0
+        start, carried = _resume(checkpoint, identity, model, optimizer, schedule, generator, cuda, dynamics) \
+            if checkpoint else (0, 0.0)
+        if clock is not None:
+            clock.carried += carried
+        started = perf_counter()
         model.train()
         for epoch in progress(range(start, config.epochs), desc=desc, unit="epoch", initial=start,
                               total=config.epochs):
@@ -140,7 +154,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
                 schedule.step()
             if checkpoint:
                 write_checkpoint(checkpoint, {
-                    **identity, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    **identity, "epoch": epoch + 1, "seconds": carried + perf_counter() - started,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "generator": generator.get_state(),
                     "rng": torch.get_rng_state(), "cuda_rng": [torch.cuda.get_rng_state(d) for d in cuda],
                     "dynamics": dynamics.state() if dynamics is not None else {}})
@@ -175,15 +190,16 @@ def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor) -> None:
 
 
 def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, generator, cuda,
-            dynamics: DynamicsRecorder | None) -> int:
-    """Loads a training checkpoint into the live objects; returns the number of epochs it had done. A damaged
-    checkpoint (its content hash does not match) or another training's is ignored: training starts afresh."""
+            dynamics: DynamicsRecorder | None) -> tuple[int, float]:
+    """Loads a training checkpoint into the live objects; returns the number of epochs it had done and the
+    seconds they took. A damaged checkpoint (its content hash does not match) or another training's is
+    ignored: training starts afresh."""
     state = read_checkpoint(checkpoint) if checkpoint.exists() else None
     if state is None:
-        return 0
+        return 0, 0.0
     if {key: state.get(key) for key in identity} != identity or (dynamics is not None) != bool(state.get("dynamics")):
         log.warning("checkpoint %s belongs to other settings; training from the start", checkpoint)
-        return 0
+        return 0, 0.0
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
@@ -194,7 +210,7 @@ def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, genera
     if dynamics is not None:
         dynamics.load(state["dynamics"])
     log.info("resumed from %s after epoch %d of %d", checkpoint.name, state["epoch"], identity["config"]["epochs"])
-    return state["epoch"]
+    return state["epoch"], float(state.get("seconds", 0.0))  # checkpoints of version 0.2.0 kept no seconds
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from benchmark.models import build_model
 from benchmark.storage import read_checkpoint
-from benchmark.train import TrainConfig, accuracy, augment_batch, train_model
+from benchmark.train import TrainConfig, TrainingClock, accuracy, augment_batch, train_model
 
 
 def _config(**settings) -> TrainConfig:
@@ -40,7 +40,9 @@ def _blobs(n=64, seed=0):
 
 def test_training_is_deterministic_on_cpu_and_learns():
     images, labels = _blobs()
-    config = _config(epochs=8, lr=0.01, batch_size=16, augment=True)
+    # precise BN, as the smoke preset trains: after 32 steps the running batch-norm averages lag the weights, and
+    # whether the eval-mode model is at chance then depends on the thread count (0.5 with one thread, 0.98 with two)
+    config = _config(epochs=8, lr=0.01, batch_size=16, augment=True, precise_bn=True)
 
     def trained():
         model = build_model("mobilenetv2_035", 2, torch.full((3,), 0.4), torch.full((3,), 0.25), seed=1)
@@ -100,6 +102,35 @@ def test_a_training_interrupted_after_any_epoch_resumes_to_the_same_weights(tmp_
             assert saved == list(range(1, stop_after + 1))
             assert read_checkpoint(checkpoint)["epoch"] == 3
             assert all(torch.equal(p, q) for p, q in zip(reference.values(), resumed.state_dict().values()))
+
+
+def test_a_resumed_training_counts_the_seconds_trained_before_the_kill(tmp_path, monkeypatch):
+    from benchmark import train
+
+    ticks = iter(range(0, 1000, 10))  # every reading of the clock is 10 s after the last
+    monkeypatch.setattr(train, "perf_counter", lambda: float(next(ticks)))
+    images, labels = _blobs(16)
+    config = _config(epochs=3, lr=0.05, batch_size=8)
+    fresh = lambda: build_model("mobilenetv2_035", 2, torch.zeros(3), torch.ones(3), seed=1)  # noqa: E731
+    checkpoint = tmp_path / "run.pt"
+    real_write = train.write_checkpoint
+
+    def write_then_die(path, value):
+        real_write(path, value)
+        raise _Killed
+
+    monkeypatch.setattr(train, "write_checkpoint", write_then_die)
+    first = TrainingClock()
+    try:  # clock read at 0 when training starts, at 10 when epoch 1 is saved: 10 s trained, then killed
+        train_model(fresh(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint, clock=first)
+    except _Killed:
+        pass
+    assert first.carried == 0.0 and read_checkpoint(checkpoint)["seconds"] == 10.0
+    monkeypatch.setattr(train, "write_checkpoint", real_write)
+    clock = TrainingClock()
+    # the new process reads 20 at its start, 30 and 40 after epochs 2 and 3: 10 s carried + 20 s here
+    train_model(fresh(), images, labels, config, seed=5, purpose="t", checkpoint=checkpoint, clock=clock)
+    assert clock.carried == 10.0 and read_checkpoint(checkpoint)["seconds"] == 30.0
 
 
 def test_a_damaged_or_foreign_checkpoint_means_training_from_the_start(tmp_path):
