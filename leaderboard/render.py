@@ -44,6 +44,8 @@ MARKER = ".coreset-bench-site"  # marks a directory this module wrote, so it may
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PUBLISHED_PRESETS = ("cifar10-cpu", "standard")  # the presets the published board takes
 GALLERY_MAX_BYTES = 1 << 20
+SELECTION_TIME_NOTE = ("Selection time is the selector's own, given its proxies' outputs; training the proxies (the "
+                       "shared one, once per seed, and any a method trains for itself) is not counted in it.")
 _RC = {"svg.hashsalt": "coreset-bench", "svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10,
        "font.family": "DejaVu Sans", "path.simplify": False}
 
@@ -396,7 +398,8 @@ def _environment() -> jinja2.Environment:
 
 def render_html(views: list[dict], *, records: int) -> str:
     return _environment().get_template("index.html.j2").render(groups=views, version=benchmark.__version__,
-                                                               records=records, published=PUBLISHED_PRESETS)
+                                                               records=records, published=PUBLISHED_PRESETS,
+                                                               selection_time_note=SELECTION_TIME_NOTE)
 
 
 def _facts_line(facts: dict) -> str:
@@ -445,7 +448,7 @@ def render_markdown(groups: list[Group], views: list[dict], *, records: int) -> 
             lines += [_md_table(["method", "fraction"] + attack["eps"],
                                 [[_md_link(r["label"], r["url"]), fraction_text(r["fraction"])]
                                  + [c["text"] for c in r["cells"]] for r in attack["rows"]]), ""]
-        lines += ["### Runs", ""]
+        lines += ["### Runs", "", SELECTION_TIME_NOTE, ""]
         lines += [_md_table(["method", "paper", "params", "fraction", "budget", "selection s", "records"],
                             [[_md_link(r["label"], r["url"]), markdown_escape(r["paper"]),
                               markdown_escape(r["params"]) or "-",
