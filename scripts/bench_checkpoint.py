@@ -8,6 +8,7 @@ the cost of a step does not depend on what the pixels show.
 """
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 import torch
 
 from benchmark.models import build_model
-from benchmark.train import TrainConfig, train_model
+from benchmark.protocol import preset
+from benchmark.train import train_model
 
 
 def main() -> None:
@@ -25,12 +27,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--model", default="mobilenetv2_100")
+    parser.add_argument("--preset", default="standard", help="whose optimizer settings to train with")
     args = parser.parse_args()
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator).to(device)
     labels = torch.randint(0, 10, (args.images,), generator=generator).to(device)
-    config = TrainConfig(epochs=args.epochs, lr=0.05, batch_size=args.batch_size)
+    config = dataclasses.replace(preset(args.preset).train_config(0.05), epochs=args.epochs,
+                                 batch_size=args.batch_size)
 
     def train(checkpoint):
         model = build_model(args.model, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0).to(device)

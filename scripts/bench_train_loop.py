@@ -9,6 +9,7 @@ the ratio measures the data path only.
 """
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from benchmark.models import build_model
+from benchmark.protocol import preset
 from benchmark.train import TrainConfig, prepare, to_float, train_model
 
 
@@ -68,18 +70,19 @@ def main():
     parser.add_argument("--model", default="mobilenetv2_035")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--preset", default="standard", help="whose optimizer settings and batch size to train with")
     args = parser.parse_args()
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (args.images,), generator=generator)
-    config = TrainConfig(epochs=args.epochs, lr=0.05)
+    config = dataclasses.replace(preset(args.preset).train_config(0.05), epochs=args.epochs)
 
     def fresh():
         return build_model(args.model, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0)
 
     # one warm-up epoch each (cuDNN autotuning, allocator, worker start-up are not the loop's speed)
-    warm = TrainConfig(epochs=1, lr=0.05)
+    warm = dataclasses.replace(config, epochs=1)
     train_model(fresh(), images[:512].to(device), labels[:512].to(device), warm, seed=0, purpose="warm-up")
     dataloader_loop(fresh(), images[:512], labels[:512], warm, device, args.workers)
 

@@ -1,0 +1,34 @@
+"""The benchmark scripts in scripts/ run (on a few random images, one epoch) and print the numbers they promise.
+They are not timed here: their numbers are only meaningful on an idle machine."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("preset", ["standard", "cifar10-cpu"])
+def test_the_train_loop_benchmark_prints_both_loops_and_their_ratio(preset):
+    out = _run("bench_train_loop.py", "--device", "cpu", "--images", "64", "--epochs", "1", "--model",
+               "mobilenetv2_035", "--workers", "0", "--preset", preset)
+    rates = [float(x) for x in re.findall(r"loop\s+([\d.]+) images/s", out)]
+    assert len(rates) == 2 and all(rate > 0 for rate in rates)
+    assert re.search(r"ratio\s+[\d.]+x", out)
+
+
+def test_the_checkpoint_benchmark_prints_the_overhead():
+    out = _run("bench_checkpoint.py", "--images", "32", "--epochs", "1", "--batch-size", "16", "--model",
+               "mobilenetv2_035")
+    assert re.search(r"s/epoch without checkpoints, [\d.]+ s/epoch with them \([\d.]+ MiB each\); overhead x[\d.]+",
+                     out)
