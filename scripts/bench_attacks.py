@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torchattacks
 
-from benchmark.attacks import create_attack
+from benchmark.attacks import create_attack, losses_and_gradient
 from benchmark.protocol import preset
 from benchmark.robustness import clean_predictions, default_batch_size
 from benchmark.run import load_protocol_data, resolve_device, train_on_selection
@@ -86,6 +86,8 @@ def main() -> None:
     x, y = to_float(images[index]).contiguous(), labels[index]
     scale = 1000 / len(images)
     chosen = [s for s in args.attacks.split(",") if s] or [spec.name for spec in protocol.attacks]
+    # warm-up, so that the first attack timed does not pay for kernel selection and lazy CUDA loading
+    losses_and_gradient(model, x[:batch], y[:batch])
     print(f"{device.type}, {torch.get_num_threads()} threads; {protocol.model}; {len(images)} test images, "
           f"{len(right)} correct when clean; batch {batch}")
     print("| attack | eps | this benchmark s / 1,000 images | robust % | library | library s / 1,000 images | "

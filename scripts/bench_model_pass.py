@@ -1,0 +1,106 @@
+"""Images per second of the two passes a run spends its time in, the attacks' input-gradient pass and the
+training step, for each memory layout and precision the model could run in, beside the harness's choice.
+
+    python scripts/bench_model_pass.py --device cuda --model mobilenetv2_100
+
+The harness attacks in float32 with channels_last and trains in bf16 autocast with channels_last; on the
+first GPU (an H200) its attacks ran at about 1,000 images/s and its training at about 3,000, far below what
+the chip does for a model this size. This prints where the time goes, as ratios against the harness's choice
+measured in the same process. It changes nothing in the harness: a faster attack precision would also have to
+be shown as strong (bf16 gradients can weaken an attack).
+"""
+
+import argparse
+import itertools
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.attacks import losses_and_gradient
+from benchmark.models import build_model
+
+LAYOUTS = {"channels_last": torch.channels_last, "NCHW": torch.contiguous_format}
+
+
+def images_per_second(step, device: torch.device, batch: int, repeats: int) -> float:
+    for _ in range(2):  # warm-up: kernel selection, allocator, lazy module loading
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - started)
+
+
+def measure(model_name: str, device: torch.device, layout: torch.memory_format, bf16: bool, attack_batch,
+            train_batch, repeats: int) -> tuple[float, float]:
+    """(input-gradient passes, training steps) in images/s, for a fresh model in this layout and precision."""
+    model = build_model(model_name, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0)
+    model = model.to(device, memory_format=layout)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
+    x_attack, y_attack = attack_batch[0].contiguous(memory_format=layout), attack_batch[1]
+    x_train, y_train = train_batch[0].contiguous(memory_format=layout), train_batch[1]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+
+    def attack_pass():
+        with autocast:
+            losses_and_gradient(model, x_attack, y_attack)
+
+    def train_step():
+        with autocast:
+            loss = F.cross_entropy(model(x_train), y_train)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.eval()
+    attack_rate = images_per_second(attack_pass, device, len(x_attack), repeats)
+    model.train()
+    return attack_rate, images_per_second(train_step, device, len(x_train), repeats)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mobilenetv2_100")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--attack-batch", type=int, default=1024, help="images per input-gradient pass")
+    parser.add_argument("--train-batch", type=int, default=128, help="images per training step")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    attack_x = torch.rand(args.attack_batch, 3, 32, 32, generator=generator).to(device)
+    attack_y = torch.randint(0, 10, (args.attack_batch,), generator=generator).to(device)
+    train_x, train_y = attack_x[:args.train_batch], attack_y[:args.train_batch]
+    precisions = ["float32", "bf16"] if device.type == "cuda" else ["float32"]
+    benchmark_flags = [False, True] if device.type == "cuda" else [False]
+    rows = []
+    for layout, precision, autotune in itertools.product(LAYOUTS, precisions, benchmark_flags):
+        torch.backends.cudnn.benchmark = autotune
+        rates = measure(args.model, device, LAYOUTS[layout], precision == "bf16", (attack_x, attack_y),
+                        (train_x, train_y), args.repeats)
+        rows.append((layout, precision, autotune, *rates))
+    torch.backends.cudnn.benchmark = False
+
+    def rate_of(column: int, layout: str, precision: str) -> float:
+        return next(row[column] for row in rows if row[:3] == (layout, precision, False))
+
+    attack_base = rate_of(3, "channels_last", "float32")  # what the harness attacks with
+    train_base = rate_of(4, "channels_last", precisions[-1])  # what it trains with
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"{name}; {args.model}; attack batch {args.attack_batch}, train batch {args.train_batch}; "
+          f"ratios against the harness's choice (attacks: channels_last float32, training: channels_last "
+          f"{precisions[-1]})")
+    print("| layout | precision | cudnn.benchmark | attack pass images/s | ratio | training images/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for layout, precision, autotune, attack_rate, train_rate in rows:
+        print(f"| {layout} | {precision} | {'on' if autotune else 'off'} | {attack_rate:.0f} | "
+              f"{attack_rate / attack_base:.2f}x | {train_rate:.0f} | {train_rate / train_base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
