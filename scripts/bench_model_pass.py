@@ -4,10 +4,12 @@ training step, for each memory layout and precision the model could run in, besi
     python scripts/bench_model_pass.py --device cuda --model mobilenetv2_100
 
 The harness attacks in float32 with channels_last and trains in bf16 autocast with channels_last; on the
-first GPU (an H200) its attacks ran at about 1,000 images/s and its training at about 3,000, far below what
-the chip does for a model this size. This prints where the time goes, as ratios against the harness's choice
-measured in the same process. It changes nothing in the harness: a faster attack precision would also have to
-be shown as strong (bf16 gradients can weaken an attack).
+first GPU (an H200) its attacks ran at 500 images/s or less and its training at about 3,000, far below what
+the chip does for a model this size (docs/gpu.md). This prints where the time goes, as ratios against the
+harness's choice measured in the same process: first by layout, precision and cuDNN autotuning on fixed-size
+batches, then on batches that shrink as an early-stopping attack's do, exact sizes against the buckets the
+harness pads to on a GPU (every new shape costs cuDNN execution plans). A faster attack precision would also
+have to be shown as strong before the harness used it (bf16 gradients can weaken an attack).
 """
 
 import argparse
@@ -17,7 +19,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmark.attacks import losses_and_gradient
+from benchmark import attacks
+from benchmark.attacks import bucket_size, losses_and_gradient
 from benchmark.models import build_model
 
 LAYOUTS = {"channels_last": torch.channels_last, "NCHW": torch.contiguous_format}
@@ -63,6 +66,35 @@ def measure(model_name: str, device: torch.device, layout: torch.memory_format, 
     return attack_rate, images_per_second(train_step, device, len(x_train), repeats)
 
 
+def shrinking_batch_sizes(first: int, batches: int = 3, steps: int = 38) -> list[int]:
+    """Batch sizes an early-stopping attack meets: each step 7 % of the batch is fooled and leaves (BIM's
+    grid is 38 steps); each attack batch starts a few images smaller than the last."""
+    sizes = []
+    for batch in range(batches):
+        count = max(1, first - 5 * batch)
+        for _ in range(steps):
+            sizes.append(count)
+            count = max(1, round(count * 0.93))
+    return sizes
+
+
+def shrinking_rate(model, images, labels, sizes: list[int], device: torch.device, padded: bool) -> float:
+    """Images/s of input-gradient passes over batches of these sizes, padded to buckets or not."""
+    harness_rule = attacks.pads_batches
+    attacks.pads_batches = lambda batch: padded
+    try:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for count in sizes:
+            losses_and_gradient(model, images[:count], labels[:count])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return sum(sizes) / (time.perf_counter() - started)
+    finally:
+        attacks.pads_batches = harness_rule
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenetv2_100")
@@ -100,6 +132,21 @@ def main():
     for layout, precision, autotune, attack_rate, train_rate in rows:
         print(f"| {layout} | {precision} | {'on' if autotune else 'off'} | {attack_rate:.0f} | "
               f"{attack_rate / attack_base:.2f}x | {train_rate:.0f} | {train_rate / train_base:.2f}x |")
+
+    # shapes the process has not met yet, as in a run's first attack batches (new shapes cost cuDNN plans)
+    sizes = shrinking_batch_sizes(args.attack_batch - 1)
+    model = build_model(args.model, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0)
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    exact = shrinking_rate(model, attack_x, attack_y, sizes, device, padded=False)
+    padded = shrinking_rate(model, attack_x, attack_y, sizes, device, padded=True)
+    print()
+    print(f"Input-gradient passes on shrinking batches (an early-stopping attack: 3 batches x 38 steps from "
+          f"{args.attack_batch - 1} images, 7 % leaving at each step; channels_last float32):")
+    print("| batch shapes | distinct shapes | images/s | ratio |")
+    print("|---|---|---|---|")
+    print(f"| exact sizes | {len(set(sizes))} | {exact:.0f} | 1.00x |")
+    print(f"| padded to buckets (the harness on a GPU) | {len({bucket_size(n) for n in sizes})} | {padded:.0f} | "
+          f"{padded / exact:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.attacks import available_attacks, create_attack
+from benchmark import attacks
+from benchmark.attacks import available_attacks, bucket_size, create_attack
 from benchmark.errors import UserError
 from benchmark.robustness import AttackSpec, CrossCheckFailed, cross_check, evaluate, unpack
 from tests.conftest import tiny_model
@@ -131,6 +132,31 @@ def test_early_stop_changes_nothing_but_the_work(name):
     assert torch.equal(fast.robust, full.robust)
     assert (~fast.robust).any() and fast.robust.any()  # the case is not trivial
     assert not (full.final_correct & ~full.robust).any()  # fooled once is fooled, whatever the final iterate
+
+
+def test_gpu_batch_buckets_bound_the_shapes_and_the_padding():
+    sizes = [bucket_size(n) for n in range(1, 1025)]
+    assert all(n <= size < n * 3 / 2 or size == n for n, size in enumerate(sizes, start=1))
+    assert len(set(sizes)) == 20  # so cuDNN builds plans for 20 batch shapes at most, once each
+    assert all(bucket_size(size) == size for size in sizes)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd"])
+def test_padding_the_batch_changes_no_outcome(monkeypatch, name):
+    """The padding a GPU gets (copies of an image fill the batch up to its bucket), forced on the CPU: every
+    image's outcome and adversarial image are what they are without it."""
+    model = tiny_model(5, seed=3).double()
+    images, labels = _right(model, 37)
+    images = images.double()
+    attack = create_attack(name, {"steps": 8} if name in ("pgd", "pgd-l2", "apgd") else {})
+    eps = 0.2 if name == "pgd-l2" else 8 / 255
+    plain = attack.perturb(model, images, labels, eps, generator=torch.Generator().manual_seed(1))
+    calls = []
+    monkeypatch.setattr(attacks, "pads_batches", lambda batch: calls.append(len(batch)) or True)
+    padded = attack.perturb(model, images, labels, eps, generator=torch.Generator().manual_seed(1))
+    assert any(bucket_size(n) > n for n in calls)  # the padding did happen
+    assert torch.equal(plain.robust, padded.robust) and (~plain.robust).any() and plain.robust.any()
+    assert torch.allclose(plain.adversarial, padded.adversarial, atol=1e-12)
 
 
 def _right(model, n, seed=1, size=(3, 4, 4)):

@@ -35,9 +35,13 @@ def test_the_checkpoint_benchmark_prints_the_overhead():
 
 
 def test_the_model_pass_benchmark_prints_a_row_per_layout_against_the_harness_choice():
-    out = _run("bench_model_pass.py", "--device", "cpu", "--model", "mobilenetv2_035", "--attack-batch", "8",
+    out = _run("bench_model_pass.py", "--device", "cpu", "--model", "mobilenetv2_035", "--attack-batch", "24",
                "--train-batch", "4", "--repeats", "1")
     rows = re.findall(r"^\| (channels_last|NCHW) \| float32 \| off \| \d+ \| ([\d.]+)x \| \d+ \| ([\d.]+)x \|$", out,
                       re.MULTILINE)
     assert [row[0] for row in rows] == ["channels_last", "NCHW"]
     assert rows[0][1:] == ("1.00", "1.00")  # the harness's own choice is the baseline
+    shrinking = re.findall(r"^\| (exact sizes|padded to buckets[^|]*) \| (\d+) \| \d+ \| ([\d.]+)x \|$", out,
+                           re.MULTILINE)
+    assert [row[0].split()[0] for row in shrinking] == ["exact", "padded"]
+    assert int(shrinking[1][1]) < int(shrinking[0][1])  # fewer distinct shapes is the point of the buckets

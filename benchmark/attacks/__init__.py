@@ -7,7 +7,9 @@ correctly (an image wrong when clean is not robust, RobustBench's rule). Iterati
 as fooled as soon as any iterate is misclassified, as AutoAttack's APGD does: every iterate lies in the
 threat model, so this is the stronger reading of the attack. Fooled images then leave the batch (only the
 survivors take further steps), which changes nothing for the others (eval-mode models treat samples
-independently) and makes an attack on a weak model cost a few steps per image instead of all of them.
+independently) and makes an attack on a weak model cost a few steps per image instead of all of them. On a
+GPU the shrinking batch is padded to one of a few sizes (`bucket_size`), since every new shape costs cuDNN
+execution plans.
 
 The cross-check (`benchmark.robustness`) runs the same attack without that early stop on a few images,
 from the same random start, beside `reference` (another library), and compares the final iterates.
@@ -89,13 +91,42 @@ def check_norm(norm: str) -> None:
 
 
 # --- shared pieces of the in-house attacks -----------------------------------------------------------------
+def bucket_size(count: int) -> int:
+    """The batch size `count` images are padded to on a GPU: the next number of the form 2^k or 3 * 2^(k-1)
+    (1, 2, 3, 4, 6, 8, 12, 16, 24, ...), so at most a third of a padded batch is padding and a batch size
+    up to 1,024 takes one of 20 shapes."""
+    if count <= 3:
+        return count
+    power = 1 << (count - 1).bit_length()  # the power of two at or above count
+    return power * 3 // 4 if count <= power * 3 // 4 else power
+
+
+def pads_batches(images: torch.Tensor) -> bool:
+    """Whether model calls on `images` are padded to `bucket_size`: on a GPU only. cuDNN builds an execution
+    plan for every new input shape, and an attack whose fooled images leave the batch meets a new batch
+    size at nearly every step (on an H200, BIM's steps took about a second each, torchattacks' FGSM about
+    40 ms per fixed-size batch of the same model: docs/gpu.md). On a CPU there are no plans to build, and
+    padding would only add work."""
+    return images.is_cuda
+
+
+def logits_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """model(images) in float32, the batch padded with copies of its first image where `pads_batches` says so
+    (the padding's outputs are dropped; an eval-mode model treats every image on its own)."""
+    count = len(images)
+    if count and pads_batches(images) and bucket_size(count) > count:
+        filler = images[:1].detach().expand(bucket_size(count) - count, *images.shape[1:])
+        return model(torch.cat([images, filler]))[:count].float()
+    return model(images).float()
+
+
 def losses_and_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                         loss: str = "ce") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, per-sample losses, gradient of their sum w.r.t. the images): each image's gradient is that
     of its own loss, whatever else is in the batch."""
     images = images.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = model(images).float()
+        logits = logits_of(model, images)
         losses = per_sample_loss(logits, labels, loss)
         (gradient,) = torch.autograd.grad(losses.sum(), images)
     return logits.detach(), losses.detach(), gradient
@@ -125,7 +156,7 @@ def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def is_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return correct(model(images).float(), labels)
+    return correct(logits_of(model, images), labels)
 
 
 def linf_clip(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
