@@ -26,24 +26,32 @@ from benchmark.models import build_model
 LAYOUTS = {"channels_last": torch.channels_last, "NCHW": torch.contiguous_format}
 
 
-def images_per_second(step, device: torch.device, batch: int, repeats: int) -> float:
-    for _ in range(2):  # warm-up: kernel selection, allocator, lazy module loading
-        step()
+def seconds(function, device: torch.device) -> float:
+    """Wall time of function(), the GPU's queued work included."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    for _ in range(repeats):
-        step()
+    function()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return batch * repeats / (time.perf_counter() - started)
+    return time.perf_counter() - started
+
+
+def images_per_second(step, device: torch.device, batch: int, repeats: int) -> float:
+    for _ in range(2):  # warm-up: kernel selection, allocator, lazy module loading
+        step()
+    return batch * repeats / seconds(lambda: [step() for _ in range(repeats)], device)
+
+
+def fresh_model(name: str, device: torch.device, layout: torch.memory_format) -> torch.nn.Module:
+    model = build_model(name, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0)
+    return model.to(device, memory_format=layout)
 
 
 def measure(model_name: str, device: torch.device, layout: torch.memory_format, bf16: bool, attack_batch,
             train_batch, repeats: int) -> tuple[float, float]:
     """(input-gradient passes, training steps) in images/s, for a fresh model in this layout and precision."""
-    model = build_model(model_name, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0)
-    model = model.to(device, memory_format=layout)
+    model = fresh_model(model_name, device, layout)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
     x_attack, y_attack = attack_batch[0].contiguous(memory_format=layout), attack_batch[1]
     x_train, y_train = train_batch[0].contiguous(memory_format=layout), train_batch[1]
@@ -83,17 +91,10 @@ def shrinking_rate(model, images, labels, sizes: list[int], device: torch.device
     harness_rule = attacks.pads_batches
     attacks.pads_batches = lambda batch: padded
     try:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for count in sizes:
-            losses_and_gradient(model, images[:count], labels[:count])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return sum(sizes) / (time.perf_counter() - started)
+        took = seconds(lambda: [losses_and_gradient(model, images[:n], labels[:n]) for n in sizes], device)
+        return sum(sizes) / took
     finally:
         attacks.pads_batches = harness_rule
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,8 +111,7 @@ def main():
     train_x, train_y = attack_x[:args.train_batch], attack_y[:args.train_batch]
     # shapes the process has not met yet, as in a run's first attack batches (new shapes cost cuDNN plans)
     sizes = shrinking_batch_sizes(args.attack_batch - 1)
-    model = build_model(args.model, 10, torch.full((3,), 0.5), torch.full((3,), 0.25), seed=0)
-    model = model.to(device, memory_format=torch.channels_last).eval()
+    model = fresh_model(args.model, device, torch.channels_last).eval()
     losses_and_gradient(model, attack_x[:2], attack_y[:2])  # CUDA's start-up, on a shape not used below
     exact = shrinking_rate(model, attack_x, attack_y, sizes, device, padded=False)
     padded = shrinking_rate(model, attack_x, attack_y, sizes, device, padded=True)

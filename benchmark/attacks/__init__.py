@@ -114,8 +114,9 @@ def logits_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """model(images) in float32, the batch padded with copies of its first image where `pads_batches` says so
     (the padding's outputs are dropped; an eval-mode model treats every image on its own)."""
     count = len(images)
-    if count and pads_batches(images) and bucket_size(count) > count:
-        filler = images[:1].detach().expand(bucket_size(count) - count, *images.shape[1:])
+    padding = bucket_size(count) - count if count and pads_batches(images) else 0
+    if padding:
+        filler = images[:1].detach().expand(padding, *images.shape[1:])
         return model(torch.cat([images, filler]))[:count].float()
     return model(images).float()
 
