@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torchattacks
 
-from benchmark.attacks import create_attack, losses_and_gradient
+from benchmark.attacks import bucket_size, create_attack, losses_and_gradient, pads_batches
 from benchmark.protocol import preset
 from benchmark.robustness import clean_predictions, default_batch_size
 from benchmark.run import load_protocol_data, resolve_device, train_on_selection
@@ -86,10 +86,19 @@ def main() -> None:
     x, y = to_float(images[index]).contiguous(), labels[index]
     scale = 1000 / len(images)
     chosen = [s for s in args.attacks.split(",") if s] or [spec.name for spec in protocol.attacks]
-    # warm-up, so that the first attack timed does not pay for kernel selection and lazy CUDA loading
-    losses_and_gradient(model, x[:batch], y[:batch])
+    # warm-up at every batch shape the harness's attacks use on this device, so that the attack timed first
+    # does not pay for kernel selection and lazy CUDA loading: on an H100 the first passes at new batch sizes
+    # took seconds each (docs/gpu.md), a cost a run pays once, which the library's fixed-size batches pay
+    # for one size only
+    sizes = sorted({bucket_size(n) for n in range(1, batch + 1)}) if pads_batches(x) else [batch]
+    warm_up = time.perf_counter()
+    for size in sizes:
+        losses_and_gradient(model, x[:size], y[:size])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    warm_up = time.perf_counter() - warm_up
     print(f"{device.type}, {torch.get_num_threads()} threads; {protocol.model}; {len(images)} test images, "
-          f"{len(right)} correct when clean; batch {batch}")
+          f"{len(right)} correct when clean; batch {batch}; warm-up at {len(sizes)} batch sizes {warm_up:.1f} s")
     print("| attack | eps | this benchmark s / 1,000 images | robust % | library | library s / 1,000 images | "
           "robust % | ratio |")
     print("|---|---|---|---|---|---|---|---|")

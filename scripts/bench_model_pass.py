@@ -7,9 +7,10 @@ The harness attacks in float32 with channels_last and trains in bf16 autocast wi
 first GPU (an H200) its attacks ran at 500 images/s or less and its training at about 3,000, far below what
 the chip does for a model this size (docs/gpu.md). This prints where the time goes, as ratios against the
 harness's choice measured in the same process: first on batches that shrink as an early-stopping attack's do,
-exact sizes against the buckets the harness pads to on a GPU (every new shape costs cuDNN execution plans),
-then by layout, precision and cuDNN autotuning on fixed-size batches. A faster attack precision would also
-have to be shown as strong before the harness used it (bf16 gradients can weaken an attack).
+exact sizes against the buckets the harness pads to on a GPU (the first passes at new batch sizes cost
+seconds there; the buckets bound how many sizes a run meets), then by layout, precision and cuDNN
+autotuning on fixed-size batches. A faster attack precision would also have to be shown as strong before the
+harness used it (bf16 gradients can weaken an attack).
 """
 
 import argparse
@@ -74,27 +75,41 @@ def measure(model_name: str, device: torch.device, layout: torch.memory_format, 
     return attack_rate, images_per_second(train_step, device, len(x_train), repeats)
 
 
-def shrinking_batch_sizes(first: int, batches: int = 3, steps: int = 38) -> list[int]:
-    """Batch sizes an early-stopping attack meets: each step 7 % of the batch is fooled and leaves (BIM's
-    grid is 38 steps); each attack batch starts a few images smaller than the last."""
-    sizes = []
-    for batch in range(batches):
-        count = max(1, first - 5 * batch)
-        for _ in range(steps):
-            sizes.append(count)
-            count = max(1, round(count * 0.93))
+def shrinking_batch_sizes(first: int, steps: int = 12) -> list[int]:
+    """Batch sizes an early-stopping attack meets on one batch: each step 7 % of it is fooled and leaves."""
+    sizes, count = [], first
+    for _ in range(steps):
+        sizes.append(count)
+        count = max(1, round(count * 0.93))
     return sizes
 
 
-def shrinking_rate(model, images, labels, sizes: list[int], device: torch.device, padded: bool) -> float:
-    """Images/s of input-gradient passes over batches of these sizes, padded to buckets or not."""
+def shrinking_seconds(model, images, labels, sizes: list[int], device: torch.device, padded: bool) -> float:
+    """Seconds of input-gradient passes over batches of these sizes, padded to buckets or not."""
     harness_rule = attacks.pads_batches
     attacks.pads_batches = lambda batch: padded
     try:
-        took = seconds(lambda: [losses_and_gradient(model, images[:n], labels[:n]) for n in sizes], device)
-        return sum(sizes) / took
+        return seconds(lambda: [losses_and_gradient(model, images[:n], labels[:n]) for n in sizes], device)
     finally:
         attacks.pads_batches = harness_rule
+
+
+def print_shrinking_rounds(model, images, labels, device: torch.device, rounds: int) -> None:
+    """Alternating rounds, exact sizes and padded, each from a batch size the process has not met: the first
+    passes at new sizes cost seconds on a GPU (cuDNN plans, kernels loaded on first use), and the cost falls
+    as the process has met more of them, so one round of each would favour whichever ran second."""
+    print("Input-gradient passes on shrinking batches (one early-stopping attack batch, 12 steps, 7 % leaving "
+          "at each; channels_last float32), rounds alternating, each from sizes not met before:", flush=True)
+    print("| round | batch shapes | distinct shapes | seconds | images/s |")
+    print("|---|---|---|---|---|", flush=True)
+    for round_number in range(rounds):
+        padded = round_number % 2 == 1
+        sizes = shrinking_batch_sizes(len(images) - 1 - 3 * round_number)
+        took = shrinking_seconds(model, images, labels, sizes, device, padded)
+        shapes = {bucket_size(n) for n in sizes} if padded else set(sizes)
+        label = "padded to buckets (the harness on a GPU)" if padded else "exact sizes"
+        print(f"| {round_number + 1} | {label} | {len(shapes)} | {took:.2f} | {sum(sizes) / took:.0f} |", flush=True)
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,26 +118,16 @@ def main():
     parser.add_argument("--attack-batch", type=int, default=1024, help="images per input-gradient pass")
     parser.add_argument("--train-batch", type=int, default=128, help="images per training step")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=6, help="shrinking-batch rounds, exact and padded by turns")
     args = parser.parse_args()
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     attack_x = torch.rand(args.attack_batch, 3, 32, 32, generator=generator).to(device)
     attack_y = torch.randint(0, 10, (args.attack_batch,), generator=generator).to(device)
     train_x, train_y = attack_x[:args.train_batch], attack_y[:args.train_batch]
-    # shapes the process has not met yet, as in a run's first attack batches (new shapes cost cuDNN plans)
-    sizes = shrinking_batch_sizes(args.attack_batch - 1)
     model = fresh_model(args.model, device, torch.channels_last).eval()
     losses_and_gradient(model, attack_x[:2], attack_y[:2])  # CUDA's start-up, on a shape not used below
-    exact = shrinking_rate(model, attack_x, attack_y, sizes, device, padded=False)
-    padded = shrinking_rate(model, attack_x, attack_y, sizes, device, padded=True)
-    print(f"Input-gradient passes on shrinking batches (an early-stopping attack: 3 batches x 38 steps from "
-          f"{args.attack_batch - 1} images, 7 % leaving at each step; channels_last float32):")
-    print("| batch shapes | distinct shapes | images/s | ratio |")
-    print("|---|---|---|---|")
-    print(f"| exact sizes | {len(set(sizes))} | {exact:.0f} | 1.00x |")
-    print(f"| padded to buckets (the harness on a GPU) | {len({bucket_size(n) for n in sizes})} | {padded:.0f} | "
-          f"{padded / exact:.2f}x |")
-
+    print_shrinking_rounds(model, attack_x, attack_y, device, args.rounds)
     print()
     precisions = ["float32", "bf16"] if device.type == "cuda" else ["float32"]
     benchmark_flags = [False, True] if device.type == "cuda" else [False]

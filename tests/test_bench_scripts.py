@@ -41,7 +41,8 @@ def test_the_model_pass_benchmark_prints_a_row_per_layout_against_the_harness_ch
                       re.MULTILINE)
     assert [row[0] for row in rows] == ["channels_last", "NCHW"]
     assert rows[0][1:] == ("1.00", "1.00")  # the harness's own choice is the baseline
-    shrinking = re.findall(r"^\| (exact sizes|padded to buckets[^|]*) \| (\d+) \| \d+ \| ([\d.]+)x \|$", out,
-                           re.MULTILINE)
-    assert [row[0].split()[0] for row in shrinking] == ["exact", "padded"]
-    assert int(shrinking[1][1]) < int(shrinking[0][1])  # fewer distinct shapes is the point of the buckets
+    rounds = re.findall(r"^\| (\d) \| (exact sizes|padded to buckets[^|]*) \| (\d+) \| [\d.]+ \| \d+ \|$", out,
+                        re.MULTILINE)
+    assert [(int(r[0]), r[1].split()[0]) for r in rounds] == [(1, "exact"), (2, "padded"), (3, "exact"),
+                                                               (4, "padded"), (5, "exact"), (6, "padded")]
+    assert int(rounds[0][2]) == 12 and all(int(r[2]) < 12 for r in rounds[1::2])  # the buckets' point
