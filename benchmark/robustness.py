@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.attacks import Attack, create_attack
+from benchmark.attacks import Attack, bucket_floor, create_attack
 from benchmark.errors import UserError
 from benchmark.progress import progress
 from benchmark.seeding import derive_seed, torch_generator
@@ -72,7 +72,8 @@ def unpack(text: str, size: int) -> np.ndarray:
 def default_batch_size(model: nn.Module, device: torch.device, image_shape: tuple[int, ...]) -> int:
     """Images per attack batch, from the memory one image's forward and backward pass needs (measured with
     forward hooks on one image: every module output is kept for the backward pass, and gradients of the
-    same size flow back) against a budget: 1 GiB on a CPU, a quarter of the GPU's memory."""
+    same size flow back) against a budget: 1 GiB on a CPU, a quarter of the GPU's memory. On a GPU it is rounded
+    down to a size the attacks pad to (`bucket_floor`), so that a full batch is not padded."""
     sizes = []
     hooks = [module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size())
                                           if torch.is_tensor(out) else None)
@@ -85,7 +86,8 @@ def default_batch_size(model: nn.Module, device: torch.device, image_shape: tupl
             hook.remove()
     per_image = max(1, 3 * sum(sizes))
     budget = torch.cuda.get_device_properties(device).total_memory // 4 if device.type == "cuda" else 2 ** 30
-    return int(min(1024, max(8, budget // per_image)))
+    size = int(min(1024, max(8, budget // per_image)))
+    return bucket_floor(size) if device.type == "cuda" else size
 
 
 def _generator(seed: int, purpose: str, device: torch.device) -> torch.Generator:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from benchmark import attacks
-from benchmark.attacks import available_attacks, bucket_size, create_attack
+from benchmark.attacks import available_attacks, bucket_floor, bucket_size, create_attack
 from benchmark.errors import UserError
 from benchmark.robustness import AttackSpec, CrossCheckFailed, cross_check, evaluate, unpack
 from tests.conftest import tiny_model
@@ -139,6 +139,14 @@ def test_gpu_batch_buckets_bound_the_shapes_and_the_padding():
     assert all(n <= size < n * 3 / 2 or size == n for n, size in enumerate(sizes, start=1))
     assert len(set(sizes)) == 20  # so cuDNN builds plans for 20 batch shapes at most, once each
     assert all(bucket_size(size) == size for size in sizes)
+
+
+def test_a_gpu_attack_batch_is_the_largest_bucket_that_fits():
+    buckets = sorted({bucket_size(n) for n in range(1, 2049)})
+    assert buckets[:8] == [1, 2, 3, 4, 6, 8, 12, 16]
+    for count in range(1, 2049):
+        assert bucket_floor(count) == max(size for size in buckets if size <= count)
+    assert (bucket_floor(281), bucket_floor(496), bucket_floor(1024)) == (256, 384, 1024)
 
 
 @pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd"])

@@ -101,6 +101,15 @@ def bucket_size(count: int) -> int:
     return power * 3 // 4 if count <= power * 3 // 4 else power
 
 
+def bucket_floor(count: int) -> int:
+    """The largest batch size of `bucket_size`'s form at or below `count`: a GPU's attack batch is chosen so,
+    and its full batches then need no padding (281 images would be padded to 384; 256 are not)."""
+    if count <= 3:
+        return count
+    power = 1 << (count.bit_length() - 1)  # the power of two at or below count
+    return power * 3 // 2 if power * 3 // 2 <= count else power
+
+
 def pads_batches(images: torch.Tensor) -> bool:
     """Whether model calls on `images` are padded to `bucket_size`: on a GPU only. There the first passes at
     a batch size the process has not met cost seconds (cuDNN plans, kernels loaded on first use), and an
