@@ -27,7 +27,7 @@ def test_export_writes_one_row_per_run_and_attack_eps_as_csv_and_parquet(tmp_pat
         clean = table[table["measure"] == "clean"]
         assert len(clean) == len(records) and set(clean["method"]) == {r["method"] for r in records}
         one = records[0]
-        rows = table[(table["record"] == paths[0].name) & (table["measure"] != "clean")]
+        rows = table[(table["record"] == paths[0].name) & (table["measure"] == "attack")]
         assert sorted(rows["accuracy"].round(6)) == sorted(round(a["accuracy"], 6) for a in one["attacks"])
 
 
