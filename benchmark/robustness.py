@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.attacks import Attack, bucket_floor, create_attack
+from benchmark.attacks import Attack, LibraryView, bucket_floor, create_attack
 from benchmark.errors import UserError
 from benchmark.progress import progress
 from benchmark.seeding import derive_seed, torch_generator
@@ -209,10 +209,10 @@ def cross_check(model: nn.Module, attack: Attack, images: torch.Tensor, labels: 
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(start_seed)
-        adversarial = attack.reference_perturb(model, x, y, eps, seed=start_seed)
+        adversarial = attack.reference_perturb(LibraryView(model), x, y, eps, seed=start_seed)
+    model.eval()  # whatever mode the library left it in
     with torch.no_grad():
         theirs = model(adversarial.to(x.device)).argmax(1) == y
-    model.eval()
     ours_count, theirs_count = int(ours.sum()), int(theirs.sum())
     allowed = max(attack.tolerance_points / 100 * len(positions), attack.tolerance_images)
     reference = f"{attack.reference} ({_version(attack.reference)})"

@@ -90,6 +90,32 @@ def check_norm(norm: str) -> None:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
+class _ContiguousGradient(torch.autograd.Function):
+    """The identity, whose gradient is handed back in the contiguous (NCHW) layout."""
+
+    @staticmethod
+    def forward(ctx, images):
+        return images.clone()
+
+    @staticmethod
+    def backward(ctx, gradient):
+        return gradient.contiguous()
+
+
+class LibraryView(nn.Module):
+    """The harness's model as other attack libraries expect it: the harness keeps models in channels_last, so
+    the gradient with respect to an NCHW input comes back channels_last, and libraries that `.view` it
+    (torchattacks' PGDL2, its FAB) fail. Outputs and gradient values are the model's own, bit for bit."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(model.training)  # libraries restore the mode they found, and a new Module is in training mode
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(_ContiguousGradient.apply(images.contiguous()))
+
+
 # --- shared pieces of the in-house attacks -----------------------------------------------------------------
 def bucket_size(count: int) -> int:
     """The batch size `count` images are padded to on a GPU: the next number of the form 2^k or 3 * 2^(k-1)

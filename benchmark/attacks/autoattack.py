@@ -4,7 +4,7 @@ Square (5,000 queries), each on the images the previous ones did not fool; Robus
 
 Run through torchattacks, with two corrections to its `AutoAttack(version="standard")`: APGD, APGD-T and FAB-T
 get the original's 100 iterations (torchattacks leaves them at 10, which on one model left 0.56 % robust
-where 100 left 0 %), and inputs are handed over as contiguous NCHW tensors (its FAB fails on channels_last).
+where 100 left 0 %), and the model is handed over as a `LibraryView` (its FAB fails on channels_last gradients).
 
 Cross-check: the reference implementation (`pyautoattack`, Croce's code on PyPI) with version "standard",
 the same eps and seed, on the same images. The two are separate ports of the four attacks (their random
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torchattacks
 
-from benchmark.attacks import Attack, Outcome, check_norm, is_correct, register
+from benchmark.attacks import Attack, LibraryView, Outcome, check_norm, is_correct, register
 
 
 @register
@@ -43,8 +43,8 @@ class AutoAttack(Attack):
     def perturb(self, model, images, labels, eps, *, generator, early_stop=True) -> Outcome:
         with torch.no_grad():
             classes = model(images[:1]).shape[1]
-        attack = torchattacks.AutoAttack(model, norm=self.norm, eps=eps, version="standard", n_classes=classes,
-                                         seed=generator.initial_seed() % 2 ** 31)
+        attack = torchattacks.AutoAttack(LibraryView(model), norm=self.norm, eps=eps, version="standard",
+                                         n_classes=classes, seed=generator.initial_seed() % 2 ** 31)
         for part in attack._autoattack.attacks:
             if isinstance(part, torchattacks.Square):
                 part.n_queries = self.queries
