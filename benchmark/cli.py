@@ -20,14 +20,23 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
-def _numbers(kind, scale: float = 1.0):
+def _numbers(kind):
     def parse(text: str):
         try:
-            return tuple(kind(item) * scale if scale != 1.0 else kind(item)
-                         for item in text.split(",") if item.strip())
+            return tuple(kind(item) for item in text.split(",") if item.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
     return parse
+
+
+def _eps_grid(text: str) -> tuple[float, ...]:
+    """L-infinity eps: 8/255, or plain numbers in 1/255 units (`benchmark.record.parse_eps`)."""
+    from benchmark.record import parse_eps
+
+    try:
+        return tuple(parse_eps(item) for item in text.split(",") if item.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -55,8 +64,9 @@ def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
         group.add_argument("--seeds", type=_numbers(int), help="distinct integer seeds, e.g. 0,1,2")
         group.add_argument("--epochs", type=int, help="final training epochs")
         group.add_argument("--lrs", type=_numbers(float), help="lr grid; the best on validation is kept")
-        group.add_argument("--eps", type=_numbers(float, 1 / 255),
-                           help="the L-infinity eps grid in 1/255 units, e.g. 1,2,4,8,16")
+        group.add_argument("--eps", type=_eps_grid,
+                           help="the L-infinity eps grid, e.g. 1/255,2/255,8/255 (or 1,2,8: plain numbers are in "
+                           "1/255 units)")
         group.add_argument("--attacks", type=_names, metavar="A,B",
                            help="the attack suite (`benchmark attacks`), e.g. fgsm,pgd; the preset's parameters "
                            "are kept for attacks it has")
@@ -91,8 +101,8 @@ def _add_where_options(parser: argparse.ArgumentParser, out: bool) -> None:
 def _protocol(args):
     import dataclasses
 
-    from benchmark.protocol import preset
-    from benchmark.robustness import AttackSpec
+    from benchmark.protocol import ProtocolError, preset
+    from benchmark.record import AttackSpec
 
     base = preset(args.preset)
     overrides = {"dataset": args.dataset, "model": args.model, "proxy_epochs": args.proxy_epochs,
@@ -112,8 +122,25 @@ def _protocol(args):
                 raise UserError(f"--attack-param {key}={value}: name an attack of the suite as ATTACK.KEY=VALUE "
                                 f"({', '.join(spec.name for spec in chosen)})")
             chosen[index] = dataclasses.replace(chosen[index], params={**chosen[index].params, param: value})
-        overrides["attacks"] = tuple(chosen)
-    return base.with_overrides(**overrides)
+        overrides.update(attacks=tuple(chosen))
+    try:
+        return base.with_overrides(**overrides)
+    except ProtocolError as error:  # the protocol names its field; say which option (or preset) set it
+        option = OPTIONS.get(error.field)
+        given = option and any(getattr(args, name, None) is not None and getattr(args, name) != []
+                               for name in option[1])
+        where = option[0] if given else f"preset {args.preset}: {error.field}"
+        raise UserError(f"{where}: {str(error).split(': ', 1)[1]}") from None
+
+
+# protocol field -> (its options, the argparse names that set it)
+OPTIONS = {"fractions": ("--fractions", ("fractions",)), "seeds": ("--seeds", ("seeds",)),
+           "epochs": ("--epochs", ("epochs",)), "proxy_epochs": ("--proxy-epochs", ("proxy_epochs",)),
+           "batch_size": ("--batch-size", ("batch_size",)), "lrs": ("--lrs", ("lrs",)), "eps": ("--eps", ("eps",)),
+           "train_per_class": ("--train-per-class", ("train_per_class",)),
+           "test_per_class": ("--test-per-class", ("test_per_class",)),
+           "cross_check_images": ("--cross-check-images", ("cross_check_images",)),
+           "attacks": ("--attacks / --attack-param", ("attacks", "attack_param"))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "are skipped (--force redoes them), so an interrupted call resumes.")
     attack.add_argument("records", type=Path, nargs="+", metavar="RECORDS", help="record files or directories")
     attack.add_argument("--attack", required=True, help="a registered attack (`benchmark attacks`)")
-    attack.add_argument("--eps", type=_numbers(float), required=True,
-                        help="eps values: in 1/255 units for L-infinity attacks, as they are for L2 (e.g. 0.25,0.5)")
+    attack.add_argument("--eps", type=_names, required=True,
+                        help="eps values: 8/255 (plain numbers are 1/255 units) for L-infinity attacks; the norm "
+                        "for L2 (e.g. 0.25,0.5)")
     attack.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                         help="an attack parameter (repeatable)")
     attack.add_argument("--dataset", help="where the records' dataset is, when it is a local folder "
@@ -246,7 +274,7 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_sweep(args) -> None:
-    from benchmark.sweep import method_params, parse_methods
+    from benchmark.plan import method_params, parse_methods
 
     if args.executor != "ray" and args.address:
         raise UserError("--address is for --executor ray; add --executor ray to use a Ray cluster")
@@ -255,7 +283,7 @@ def _cmd_sweep(args) -> None:
     methods = parse_methods(args.methods)
     params = method_params(methods, args.param)
     if args.dry_run:
-        from benchmark.sweep import dry_run
+        from benchmark.plan import dry_run
 
         print("\n".join(dry_run(protocol=_protocol(args), methods=methods, params=params, force=args.force,
                                 **_grid_args(args))))
@@ -278,9 +306,8 @@ def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_goin
     if result.records:
         print(markdown_table(result.records))
     for record in result.flagged:
-        codes = ", ".join(flag["code"] for flag in record["flags"])
-        print(f"WARNING: {record['method']} f{record['fraction']:g} s{record['seed']} is flagged ({codes}): "
-              f"{record['flags'][0]['detail']}", file=sys.stderr)
+        print(f"WARNING: {record.method} f{record.fraction:g} s{record.seed} is flagged "
+              f"({', '.join(record.flag_codes)}): {record.flags[0].detail}", file=sys.stderr)
     log.info("%d of %d record(s) in %s; see them as a page with: python -m benchmark leaderboard --records %s "
              "--out site --include-unpublished", len(result.records), len(result.specs), args.out, args.out)
     if result.failures:
@@ -293,11 +320,15 @@ def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_goin
 
 def _cmd_select(args) -> None:
     from benchmark.data import default_cache_dir
+    from benchmark.protocol import ProtocolError
     from benchmark.records import write_json
     from benchmark.run import load_protocol_data, resolve_device, select_coreset
     from benchmark.selection import create_selector
 
-    protocol = _protocol(args).with_overrides(fractions=(args.fraction,), seeds=(args.seed,))
+    try:
+        protocol = _protocol(args).with_overrides(fractions=(args.fraction,), seeds=(args.seed,))
+    except ProtocolError as error:
+        raise UserError(f"--{error.field[:-1]}: {str(error).split(': ', 1)[1]}") from None
     selector = create_selector(args.method, protocol.method_params(args.method, dict(args.param)))
     cache_dir = args.cache_dir or default_cache_dir()
     device = resolve_device(args.device)
@@ -315,10 +346,17 @@ def _cmd_select(args) -> None:
 
 
 def _cmd_attack(args) -> None:
+    from benchmark.attacks import create_attack
     from benchmark.data import default_cache_dir
     from benchmark.reattack import reattack
+    from benchmark.record import parse_eps
 
-    result = reattack(args.records, attack=args.attack, eps=list(args.eps), params=dict(args.param),
+    threat = create_attack(args.attack, dict(args.param)).threat
+    try:
+        eps = [parse_eps(text, threat) for text in args.eps]
+    except ValueError as error:
+        raise UserError(f"--eps: {error}") from None
+    result = reattack(args.records, attack=args.attack, eps=eps, params=dict(args.param),
                       dataset=args.dataset, data_root=args.data_root, cache_dir=args.cache_dir or default_cache_dir(),
                       device=args.device, eval_batch_size=args.eval_batch_size,
                       cross_check_images=args.cross_check_images, force=args.force)
@@ -350,8 +388,8 @@ def _cmd_validate(args) -> None:
     if not records:
         print(f"no record files (*.json) under {', '.join(str(path) for path in args.paths)}: nothing to check")
         return
-    runs = {(r.record["method"], r.record["dataset"], r.record["model"], r.record["preset"]) for r in records}
-    versions = sorted({r.record["schema"] for r in records})
+    runs = {(r.record.method, r.record.dataset, r.record.model, r.record.preset) for r in records}
+    versions = sorted({r.record.schema for r in records})
     print(f"{len(records)} record(s) valid ({len(runs)} method/dataset/model/preset combination(s)) in "
           f"{', '.join(str(path) for path in args.paths)}; schema {', '.join(versions)}")
 

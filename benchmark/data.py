@@ -140,20 +140,3 @@ def decode_images(paths: list[Path], size: int) -> torch.Tensor:
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return torch.stack(list(pool.map(decode, paths)))
-
-
-def load_dataset(spec: str, *, data_root: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None, download: bool = True) -> ImageDataset:
-    from benchmark.datasets import parse_dataset
-
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    return parse_dataset(spec).load(data_root=Path(data_root) if data_root else cache / "data", cache_dir=cache,
-                                    download=download)
-
-
-def dataset_name(spec: str) -> str:
-    """The name records carry for a dataset spec, known before loading it (an ImageFolder by its folder name:
-    records never hold local paths)."""
-    from benchmark.datasets import parse_dataset
-
-    return parse_dataset(spec).record_name()

@@ -1,19 +1,19 @@
-"""Protocols: every setting that makes two runs comparable, in one frozen dataclass. The named presets are
-small files in `benchmark/presets/` (`python -m benchmark presets` lists them); the training settings are
-written here once, and the final training and the selection proxy both take theirs from a protocol."""
+"""Protocols: every setting that makes two runs comparable, in one frozen dataclass, checked field by field when
+it is made (`ProtocolError` names the field). The named presets are a registry like the other axes: one small
+file each in `benchmark/presets/`, plug-ins through the `coreset_bench.presets` entry points (`python -m
+benchmark presets` lists them). The final training and the selection proxy both take their settings from here."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
-import pkgutil
 from dataclasses import dataclass
 
 from benchmark.errors import UserError
-from benchmark.robustness import AttackSpec
+from benchmark.record import AttackSpec, ProtocolSettings, eps_text
+from benchmark.registry import Registry
 from benchmark.train import TrainConfig
 
 STANDARD_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
@@ -55,41 +55,14 @@ class Protocol:
     def method_params(self, method: str, given: dict | None = None) -> dict:
         return {**self.method_defaults.get(method, {}), **(given or {})}
 
-    def __post_init__(self):
-        def finite(values) -> bool:
-            return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    @property
+    def name(self) -> str:
+        """The name the preset registry knows this protocol by."""
+        return self.preset
 
-        if not self.fractions:
-            raise UserError("no fractions given: pass --fractions with values in (0, 1], e.g. 0.1,0.5")
-        if not self.seeds:
-            raise UserError("no seeds given: pass --seeds with at least one integer, e.g. 0,1,2")
-        for fraction in self.fractions:
-            if not finite([fraction]) or not 0 < fraction <= 1:
-                raise UserError(f"fraction {fraction} is outside (0, 1]: pass fractions such as 0.1,0.5")
-        for name, values in (("fractions", self.fractions), ("seeds", self.seeds), ("lrs", self.lrs)):
-            if len(set(values)) != len(values):
-                raise UserError(f"{name} {list(values)} repeat a value: each must be distinct")
-        if self.epochs < 1 or self.proxy_epochs < 1 or self.batch_size < 2 or self.min_steps < 0:
-            raise UserError("epochs and proxy epochs must be at least 1 and the batch size at least 2")
-        if not self.lrs or not finite(self.lrs) or any(lr <= 0 for lr in self.lrs) or not finite([self.proxy_lr]) \
-                or self.proxy_lr <= 0:
-            raise UserError("learning rates must be positive finite numbers, e.g. --lrs 0.1,0.01")
-        if self.train_per_class < 0 or self.test_per_class < 0:
-            raise UserError("--train-per-class and --test-per-class must be 0 (all images) or a positive count")
-        if self.cross_check_images < 0:
-            raise UserError("--cross-check-images must be 0 or more")
-        if not self.eps or not finite(self.eps) or any(not 0 <= e <= 1 for e in self.eps) \
-                or list(self.eps) != sorted(set(self.eps)):
-            raise UserError("eps values must be distinct, increasing and within [0, 255] /255, e.g. --eps 1,2,4,8,16")
-        if not self.attacks:
-            raise UserError("no attacks given: pass --attacks with registered attacks, e.g. fgsm,pgd")
-        names = [spec.name for spec in self.attacks]
-        if len(set(names)) != len(names):
-            raise UserError(f"attacks {names} repeat a name: list each once")
-        for spec in self.suite():
-            spec.build()  # unknown attacks and bad parameters fail here, before any data loads
-            if any(not 0 <= e for e in spec.eps) or not finite(spec.eps):
-                raise UserError(f"attack {spec.name}: eps must be finite and non-negative")
+    def __post_init__(self):
+        for check in (_grid, _training, _subsets, _attacks):
+            check(self)
 
     def suite(self) -> list[AttackSpec]:
         """The attacks, each with its eps values (the grid unless it has its own)."""
@@ -109,17 +82,15 @@ class Protocol:
         return dataclasses.replace(self.train_config(self.proxy_lr),
                                    epochs=self.proxy_epochs if epochs is None else epochs)
 
-    def settings(self) -> dict:
-        """Everything but the grid (fractions, seeds) and the dataset spec, which may hold a local path (records
-        name the dataset separately): runs with equal settings on the same dataset are comparable."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del values["fractions"], values["seeds"], values["dataset"]
-        values["attacks"] = [spec.to_json() for spec in self.attacks]
-        values["lrs"], values["eps"] = list(self.lrs), list(self.eps)
-        return values
+    def settings(self, dataset: str) -> ProtocolSettings:
+        """Everything but the grid (fractions, seeds), as the record states it, with the dataset's name (the
+        protocol's dataset spec may hold a local path): runs with equal settings are comparable."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(ProtocolSettings) if f.name != "dataset"}
+        return ProtocolSettings(dataset=dataset, **shared)
 
     def key(self, method: str, params: dict) -> str:
-        text = json.dumps({"settings": self.settings(), "method": method, "params": params}, sort_keys=True)
+        text = json.dumps({"settings": self.settings("").comparable(), "method": method, "params": params},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def with_overrides(self, **overrides) -> Protocol:
@@ -134,21 +105,89 @@ class Protocol:
         return updated
 
 
-_PRESETS: dict[str, Protocol] = {}
+class ProtocolError(UserError):
+    """A protocol setting out of its range; `field` names the setting (the CLI adds its option's name)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 16
+
+
+def _finite(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _distinct(field: str, values) -> None:
+    if len(set(values)) != len(values):
+        raise ProtocolError(field, f"{list(values)} repeats a value: each must be distinct")
+
+
+def _grid(protocol: Protocol) -> None:
+    if not protocol.fractions:
+        raise ProtocolError("fractions", "none given: give values in (0, 1], e.g. 0.1,0.5")
+    for fraction in protocol.fractions:
+        if not _finite([fraction]) or not 0 < fraction <= 1:
+            raise ProtocolError("fractions", f"{fraction} is outside (0, 1]: give fractions such as 0.1,0.5")
+    _distinct("fractions", protocol.fractions)
+    if not protocol.seeds:
+        raise ProtocolError("seeds", "none given: give at least one integer, e.g. 0,1,2")
+    _distinct("seeds", protocol.seeds)
+
+
+def _training(protocol: Protocol) -> None:
+    for field in ("epochs", "proxy_epochs"):
+        if not 1 <= getattr(protocol, field) <= MAX_EPOCHS:
+            raise ProtocolError(field, f"{getattr(protocol, field)} is outside [1, {MAX_EPOCHS}]")
+    if not 2 <= protocol.batch_size <= MAX_BATCH:
+        raise ProtocolError("batch_size", f"{protocol.batch_size} is outside [2, {MAX_BATCH}] (batch norm needs two "
+                            f"images a batch)")
+    if protocol.min_steps < 0:
+        raise ProtocolError("min_steps", f"{protocol.min_steps} is negative: 0 (off) or a number of steps")
+    if not protocol.lrs or not _finite(protocol.lrs) or any(lr <= 0 for lr in protocol.lrs):
+        raise ProtocolError("lrs", f"{list(protocol.lrs)}: learning rates must be positive finite numbers, e.g. "
+                            f"0.1,0.01")
+    _distinct("lrs", protocol.lrs)
+    if not _finite([protocol.proxy_lr]) or protocol.proxy_lr <= 0:
+        raise ProtocolError("proxy_lr", f"{protocol.proxy_lr} must be a positive finite number")
+
+
+def _subsets(protocol: Protocol) -> None:
+    for field in ("train_per_class", "test_per_class", "cross_check_images"):
+        if getattr(protocol, field) < 0:
+            raise ProtocolError(field, f"{getattr(protocol, field)} is negative: 0 or a positive count")
+
+
+def _attacks(protocol: Protocol) -> None:
+    from benchmark.attacks import create_attack
+
+    eps = protocol.eps
+    if not eps or not _finite(eps) or any(not 0 <= e <= 1 for e in eps) or list(eps) != sorted(set(eps)):
+        raise ProtocolError("eps", f"{', '.join(eps_text(e) for e in eps) or 'none'}: the eps grid must be "
+                            f"distinct, increasing and within [0, 255/255], e.g. 1/255,2/255,8/255")
+    if not protocol.attacks:
+        raise ProtocolError("attacks", "none given: name registered attacks, e.g. fgsm,pgd")
+    names = [spec.name for spec in protocol.attacks]
+    if len(set(names)) != len(names):
+        raise ProtocolError("attacks", f"{names} repeat a name: list each once")
+    for spec in protocol.suite():
+        create_attack(spec.name, spec.params)  # unknown attacks and bad parameters fail here, before any data
+        if any(not 0 <= e for e in spec.eps) or not _finite(spec.eps):
+            raise ProtocolError("attacks", f"{spec.name}: eps must be finite and non-negative")
+
+
+PRESETS = Registry("preset", "benchmark.presets", "coreset_bench.presets", required=("name",), instances=True)
+register_preset = PRESETS.register
 
 
 def presets() -> dict[str, Protocol]:
-    """Every preset: one module per preset in `benchmark.presets`, each defining `PRESET`."""
-    if not _PRESETS:
-        package = importlib.import_module("benchmark.presets")
-        for module in pkgutil.iter_modules(package.__path__):
-            found = importlib.import_module(f"benchmark.presets.{module.name}").PRESET
-            _PRESETS[found.preset] = found
-    return dict(sorted(_PRESETS.items()))
+    """Every preset: one module per preset in `benchmark.presets` (each calls `register_preset`), and the
+    protocols of the `coreset_bench.presets` entry points."""
+    return PRESETS.available()
 
 
 def preset(name: str) -> Protocol:
-    known = presets()
-    if name not in known:
-        raise UserError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
-    return known[name]
+    return PRESETS.get(name)

@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import UserError
+from benchmark.progress import Progress
 from benchmark.protocol import Protocol
 from benchmark.proxy import build_proxy
 from benchmark.run import RunSpec, load_protocol_data, resolve_device, run_one
 from benchmark.selection import create_selector
-from benchmark.sweep import Progress
 
 log = logging.getLogger("benchmark")
 POLL_SECONDS = 10  # how often the progress line is refreshed while no task finishes

@@ -1,6 +1,6 @@
-"""Run records: one JSON file per run, written atomically, in the published format (`record.schema.json` in
-`benchmark/schemas/`, checked by `benchmark.schema`). Importing this module imports neither torch nor numpy's
-heavier users: the leaderboard reads records with only the pages' dependencies installed."""
+"""Record files on disk: their names, the files beside them, the provenance a run states, and the atomic write.
+The record itself is `benchmark.record.Record`. Importing this module does not import torch: the leaderboard
+reads records with only the pages' dependencies installed."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import platform
 from pathlib import Path
 
 import benchmark
+from benchmark.record import SCHEMA, Record
 from benchmark.storage import atomic_write, slug
 
-SCHEMA = "coreset-bench/run/2"
-SCHEMAS_READ = ("coreset-bench/run/1", SCHEMA)  # version 1: FGSM only, still read and shown as such
+__all__ = ["SCHEMA", "artifact_path", "environment", "indices_sha256", "now", "record_path", "write_json",
+           "write_record"]
 
 
 def record_path(out: Path, *, method: str, dataset: str, model: str, fraction: float, seed: int, key: str) -> Path:
@@ -40,6 +41,11 @@ def dumps(record: dict) -> str:
 
 def write_json(value: dict, path: Path) -> None:
     atomic_write(Path(path), dumps(value).encode("utf-8"))
+
+
+def write_record(record: Record, path: Path) -> None:
+    """Atomically; `Record.dumps` refuses a record its own schema would refuse."""
+    atomic_write(Path(path), record.dumps().encode("utf-8"))
 
 
 def environment(device, threads: int | None = None) -> dict:

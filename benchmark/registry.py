@@ -1,6 +1,8 @@
-"""Registries by name: every axis of the benchmark (selectors, attacks, datasets) is a set of small files,
-each a frozen dataclass registered under its `name`, found by importing every module of one package of this
-project and every entry point of one group (plug-ins from other packages).
+"""Registries by name: every axis of the benchmark (selectors, attacks, datasets, presets) is a set of small
+files, each a frozen dataclass registered under its `name`, found by importing every module of one package of
+this project and every entry point of one group (plug-ins from other packages). Selectors, attacks and datasets
+register classes (their fields are their parameters, `create` builds one); presets register instances (a
+`Protocol` each, `get` returns it).
 
 A registered class's dataclass fields are its parameters. `Registry.create` is the one factory: it names
 the known entries when a name is unknown, converts command-line strings to each field's type, refuses
@@ -26,28 +28,31 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class Registry:
-    def __init__(self, kind: str, package: str, group: str, required: tuple[str, ...] = ("name", "paper")):
-        self.kind = kind  # "method", "attack", "dataset": the word in error messages
+    def __init__(self, kind: str, package: str, group: str, required: tuple[str, ...] = ("name", "paper"), *,
+                 instances: bool = False):
+        self.kind = kind  # "method", "attack", "dataset", "preset": the word in error messages
         self.package = package
         self.group = group
         self.required = required
+        self.instances = instances  # entries are dataclass instances, not classes
         self._entries: dict[str, type] = {}
         self._discovered = False
 
-    def register(self, cls: type) -> type:
-        """Class decorator: makes `cls` available under `cls.name`."""
+    def register(self, cls):
+        """Class decorator (or, for a registry of instances, a call): makes `cls` available under `cls.name`."""
+        label = getattr(cls, "__qualname__", None) or f"{type(cls).__qualname__} {getattr(cls, 'name', '?')!r}"
         for attribute in self.required:
             value = getattr(cls, attribute, None)
             if not isinstance(value, str) or not value:
-                raise TypeError(f"{self.kind} {cls.__qualname__} needs a class attribute `{attribute}` "
-                                f"(a non-empty string)")
+                raise TypeError(f"{self.kind} {label} needs a class attribute `{attribute}` (a non-empty string)")
         if not NAME_PATTERN.match(cls.name):
-            raise TypeError(f"{self.kind} name {cls.name!r} of {cls.__qualname__} must match "
+            raise TypeError(f"{self.kind} name {cls.name!r} of {label} must match "
                             f"{NAME_PATTERN.pattern} (lowercase letters, digits, _ and -)")
         previous = self._entries.get(cls.name)
-        if previous is not None and previous.__qualname__ != cls.__qualname__:
-            warnings.warn(f"{self.kind} {cls.name!r} registered twice; {cls.__module__}.{cls.__qualname__} "
-                          f"replaces {previous.__module__}.{previous.__qualname__}", stacklevel=2)
+        if previous is not None and previous is not cls and getattr(previous, "__qualname__", None) != \
+                getattr(cls, "__qualname__", ""):
+            warnings.warn(f"{self.kind} {cls.name!r} registered twice; the one from {cls.__module__} replaces the "
+                          f"one from {previous.__module__}", stacklevel=2)
         self._entries[cls.name] = cls
         return cls
 
@@ -62,7 +67,7 @@ class Registry:
         for entry_point in importlib.metadata.entry_points(group=self.group):
             try:
                 loaded = entry_point.load()
-                if isinstance(loaded, type) and dataclasses.is_dataclass(loaded):
+                if dataclasses.is_dataclass(loaded) and isinstance(loaded, type) != self.instances:
                     self.register(loaded)
             except Exception as error:  # a broken plug-in must not take the benchmark down with it
                 warnings.warn(f"{self.kind} plug-in {entry_point.name!r} failed to load: {error}", stacklevel=2)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -14,20 +15,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.data import ImageDataset, dataset_name, load_dataset, stratified_split, test_sha256
+from benchmark.data import ImageDataset, stratified_split, test_sha256
+from benchmark.datasets import dataset_name, load_dataset
 from benchmark.errors import UserError
+from benchmark.evaluation import evaluate, run_flags
 from benchmark.memory import PeakMemory
 from benchmark.protocol import Protocol
 from benchmark.proxy import PoolData, build_proxy
-from benchmark.records import SCHEMA, artifact_path, environment, indices_sha256, now, record_path, write_json
-from benchmark.robustness import evaluate
+from benchmark.record import (
+    SCHEMA,
+    Environment,
+    Gallery,
+    LrTrial,
+    ModelWeights,
+    Record,
+    Training,
+    budget_for,
+)
+from benchmark.record import Selection as SelectionPart
+from benchmark.records import artifact_path, environment, indices_sha256, now, record_path, write_record
 from benchmark.seeding import derive_seed
 from benchmark.selection import Selection, SelectionContext, Selector, create_selector, validate_selection
 from benchmark.storage import read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
 from benchmark.train import TrainingClock, accuracy, train_model
 
 log = logging.getLogger("benchmark")
-FEW_STEPS = 20  # a final training with fewer optimizer steps than this is flagged
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -73,10 +85,6 @@ def prepare_data(dataset: ImageDataset, device: torch.device) -> tuple[PoolData,
     return data, pool
 
 
-def budget_for(pool_size: int, fraction: float) -> int:
-    return max(1, min(pool_size, round(fraction * pool_size)))
-
-
 def select_coreset(*, selector: Selector, data: PoolData, protocol: Protocol, fraction: float, seed: int,
                    cache_dir: Path, balance: bool = True) -> tuple[Selection, float, float]:
     """Runs a selector on the pool and validates what it returns. Returns the selection, the selector's
@@ -96,8 +104,16 @@ def select_coreset(*, selector: Selector, data: PoolData, protocol: Protocol, fr
     return selection, max(seconds, 0.0), features.training_seconds
 
 
+@dataclass(frozen=True)
+class Trained:
+    """The final training's model and the record's training part."""
+
+    model: torch.nn.Module
+    training: Training
+
+
 def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protocol, seed: int,
-                       checkpoints: Path | None = None) -> dict:
+                       checkpoints: Path | None = None) -> Trained:
     """Final training on the coreset, once per learning rate; the lr with the best validation accuracy
     is kept and its final-epoch model is evaluated on the test set (never used to choose anything).
     With `checkpoints` (a directory), each training checkpoints there every epoch and resumes from it."""
@@ -115,14 +131,18 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
                             purpose="training", desc=f"train lr={lr:g}", sample_weights=weights,
                             checkpoint=checkpoints / f"lr{i}.checkpoint" if checkpoints else None, clock=clock)
         val_accuracy = accuracy(model, data.val_images, data.val_labels)
-        grid.append({"lr": lr, "validation_accuracy": val_accuracy})
+        grid.append(LrTrial(lr=lr, validation_accuracy=val_accuracy))
         if best is None or val_accuracy > best[1]:
             best = (model, val_accuracy, lr)
     model, val_accuracy, lr = best
     epochs = protocol.epochs_for(len(images))
     steps = epochs * max(1, math.ceil(len(images) / protocol.batch_size))
-    return {"model": model, "seconds": time.perf_counter() - started + clock.carried, "lr": lr, "steps": steps,
-            "epochs": epochs, "validation_accuracy": val_accuracy, "lr_grid": grid}
+    training = Training(epochs=epochs, lr=lr, lr_grid=tuple(grid),
+                        optimizer=(f"SGD momentum {protocol.momentum}, nesterov {protocol.nesterov}, "
+                                   f"weight decay {protocol.weight_decay}, cosine schedule"),
+                        batch_size=protocol.batch_size, steps=steps, seconds=time.perf_counter() - started
+                        + clock.carried, validation_accuracy=val_accuracy)
+    return Trained(model, training)
 
 
 @dataclass(frozen=True)
@@ -182,42 +202,8 @@ def _saved_selection(spec: RunSpec, *, selector: Selector, data: PoolData, proto
     return selection, seconds, proxy_seconds
 
 
-def chance_threshold(num_classes: int, test_size: int) -> float:
-    """Clean accuracy at or below which a model is indistinguishable from guessing: chance plus three binomial
-    standard deviations of the test set's size."""
-    chance = 1 / num_classes
-    return chance + 3 * math.sqrt(chance * (1 - chance) / max(test_size, 1))
-
-
-def run_flags(*, clean: float, num_classes: int, test_size: int, top_share: float, steps: int,
-              checks: list[dict]) -> list[dict]:
-    """What is wrong with a run, loudly: near-chance models, one-class predictors, too few optimizer steps, and
-    failed sanity checks of the attacks (possible gradient masking)."""
-    flags = []
-    threshold = chance_threshold(num_classes, test_size)
-    if clean <= threshold:
-        flags.append({"code": "chance-level", "detail": f"clean accuracy {100 * clean:.1f} % is within three "
-                      f"standard deviations of chance ({100 / num_classes:.1f} %, threshold {100 * threshold:.1f} %)"})
-    if top_share >= 0.9:
-        flags.append({"code": "one-class", "detail": f"{100 * top_share:.0f} % of the test predictions are one "
-                      f"class"})
-    if steps < FEW_STEPS:
-        flags.append({"code": "few-steps", "detail": f"the final training took {steps} optimizer steps (fewer "
-                      f"than {FEW_STEPS})"})
-    return flags + sanity_flags(checks)
-
-
-def sanity_flags(checks: list[dict]) -> list[dict]:
-    """One flag naming every failed sanity check of the attacks (none when all passed)."""
-    failed = [c for c in checks if not c["passed"]]
-    if not failed:
-        return []
-    return [{"code": "sanity-check", "detail": "; ".join(
-        f"{c['check']}{' (' + c['attack'] + ')' if c['attack'] else ''}: {c['detail']}" for c in failed)}]
-
-
 def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
-            cache_dir: Path, eval_batch_size: int | None = None) -> dict:
+            cache_dir: Path, eval_batch_size: int | None = None) -> Record:
     """Selects, trains, attacks and writes the record. Everything on the way is saved under `spec.partial`
     (the selection, a checkpoint per epoch), so a killed run resumes where it was; the record is written
     last and the partial state is removed after it."""
@@ -231,10 +217,11 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         with memory.phase("training"):
             trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=spec.seed,
                                          checkpoints=spec.partial)
-        model = trained["model"]
+        model = trained.model
         with memory.phase("evaluation"):
             measured = evaluate(model, data.test_images, data.test_labels, protocol.suite(), seed=spec.seed,
-                                batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images)
+                                batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images,
+                                test_sha256=test_sha256(data.test_images, data.test_labels))
     except UserError:
         remove_partial(spec)  # bad input fails the same way every time: nothing of it is worth keeping
         raise
@@ -248,56 +235,39 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         arrays["weights"] = selection.weights
     if selection.scores is not None:
         arrays["scores"] = selection.scores
-    gallery = measured.pop("gallery")
-    evaluation = measured["evaluation"]
-    evaluation["test_sha256"] = test_sha256(data.test_images, data.test_labels)
-    predictions = evaluation.pop("top_prediction_share")
-    record = {
-        "schema": SCHEMA,
-        "method": spec.method,
-        "method_params": spec.params,
-        "paper": selector.paper,
-        "paper_url": selector.url,
-        "dataset": data.dataset,
-        "model": protocol.model,
-        "preset": protocol.preset,
-        "protocol": {"dataset": data.dataset, **protocol.settings()},
-        "fraction": spec.fraction,
-        "seed": spec.seed,
-        "budget": int(len(selection.indices)),
-        "pool_size": int(len(data.pool_labels)),
-        "selection": {"indices_sha256": indices_sha256(selection.indices), "seconds": selection_seconds,
-                      "proxy_training_seconds": proxy_seconds, "weighted": selection.weights is not None,
-                      "artifact": artifact_path(path, "selection").name},
-        "training": {"epochs": trained["epochs"], "lr": trained["lr"], "lr_grid": trained["lr_grid"],
-                     "optimizer": (f"SGD momentum {protocol.momentum}, nesterov {protocol.nesterov}, "
-                                   f"weight decay {protocol.weight_decay}, cosine schedule"),
-                     "batch_size": protocol.batch_size, "steps": trained["steps"], "seconds": trained["seconds"],
-                     "validation_accuracy": trained["validation_accuracy"]},
-        "model_weights": {"artifact": artifact_path(path, "model").name, "sha256": "", "format": "safetensors",
-                          "image_size": data.image_size, "num_classes": data.num_classes},
-        "clean_accuracy": measured["clean_accuracy"],
-        "evaluation": evaluation,
-        "attacks": measured["attacks"],
-        "worst_case": measured["worst_case"],
-        "checks": measured["checks"],
-        "flags": run_flags(clean=measured["clean_accuracy"], num_classes=data.num_classes,
-                           test_size=len(data.test_labels), top_share=predictions, steps=trained["steps"],
-                           checks=measured["checks"]),
-        "environment": {**environment(device), "peak_memory_mb": memory.phases},
-        "created": now(),
-    }
+    training = trained.training
+    record = Record(
+        schema=SCHEMA, method=spec.method, method_params=spec.params, paper=selector.paper, paper_url=selector.url,
+        dataset=data.dataset, model=protocol.model, preset=protocol.preset,
+        protocol=protocol.settings(data.dataset), fraction=spec.fraction, seed=spec.seed,
+        budget=int(len(selection.indices)), pool_size=int(len(data.pool_labels)),
+        selection=SelectionPart(indices_sha256=indices_sha256(selection.indices), seconds=selection_seconds,
+                                proxy_training_seconds=proxy_seconds, weighted=selection.weights is not None,
+                                artifact=artifact_path(path, "selection").name),
+        training=training,
+        model_weights=ModelWeights(artifact=artifact_path(path, "model").name, sha256="", format="safetensors",
+                                   image_size=data.image_size, num_classes=data.num_classes),
+        clean_accuracy=measured.clean_accuracy, evaluation=measured.evaluation, attacks=measured.attacks,
+        worst_case=measured.worst_case, checks=measured.checks,
+        flags=run_flags(clean=measured.clean_accuracy, num_classes=data.num_classes,
+                        test_size=len(data.test_labels), top_share=measured.top_prediction_share,
+                        steps=training.steps, checks=measured.checks),
+        environment=Environment(**environment(device), peak_memory_mb=memory.phases),
+        created=now())
     # artifacts first, the record last: a record on disk always has its files beside it
     write_npz(artifact_path(path, "selection"), **arrays)
-    record["model_weights"]["sha256"] = write_weights(artifact_path(path, "model"), model.state_dict())
-    if gallery is not None:
-        write_npz(artifact_path(path, "gallery"), class_names=np.asarray(data.class_names), **gallery)
-        record["gallery"] = {"artifact": artifact_path(path, "gallery").name, "attack": gallery["attack"],
-                             "eps": [float(e) for e in gallery["eps"]]}
-    write_json(record, path)
+    weights = dataclasses.replace(record.model_weights, sha256=write_weights(artifact_path(path, "model"),
+                                                                               model.state_dict()))
+    record = dataclasses.replace(record, model_weights=weights)
+    if measured.gallery is not None:
+        write_npz(artifact_path(path, "gallery"), class_names=np.asarray(data.class_names), **measured.gallery)
+        record = dataclasses.replace(record, gallery=Gallery(artifact=artifact_path(path, "gallery").name,
+                                                             attack=measured.gallery["attack"],
+                                                             eps=tuple(float(e) for e in measured.gallery["eps"])))
+    write_record(record, path)
     remove_partial(spec)
-    for flag in record["flags"]:
-        log.warning("WARNING: %s is flagged %s: %s", spec.label, flag["code"], flag["detail"])
+    for flag in record.flags:
+        log.warning("WARNING: %s is flagged %s: %s", spec.label, flag.code, flag.detail)
     return record
 
 

@@ -1,18 +1,16 @@
-"""The record check behind `python -m benchmark validate` and the leaderboard: the published JSON Schema of the
-record's version (`benchmark/schemas/run-N.schema.json`, checked with the jsonschema library), then the rules a
-schema cannot state, in `_rules_*`. Every problem names the file and the field, e.g.
+"""Reading record files as untrusted input, for `validate`, the leaderboard, `export` and `attack`: find them,
+parse them, check them against the published JSON Schema of their version (`benchmark/schemas/run-N.schema.json`,
+with the jsonschema library, its errors put in this project's words), then read them into `benchmark.record.Record`
+and check that each agrees with itself (`Record.problems`). Every problem names the file and the field, e.g.
 `submissions/x.json: attacks[2].eps: 1.5 is out of range [0, 1]`.
 
-Records are untrusted input: they are parsed with duplicate keys refused and NaN/Infinity refused, every
-string is checked for control characters, line and paragraph separators, bidirectional overrides and lone
-surrogates, and every integer must survive a float (|n| < 2^53). Across files, two records of the same run
-are a duplicate. Symbolic links are not followed. Nothing here imports torch."""
+Records are parsed with duplicate keys refused and NaN/Infinity refused, every string is checked for control
+characters, line and paragraph separators, bidirectional overrides and lone surrogates, and every integer must
+survive a float (|n| < 2^53). Across files, two records of the same run are a duplicate. Symbolic links are not
+followed. Nothing here imports torch."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import json
 import math
 import re
@@ -21,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.records import SCHEMA, SCHEMAS_READ
+from benchmark.record import Record, RecordError, parse_json, schema_errors, schema_file, schema_version
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
-_SCHEMA_PATTERN = re.compile(r"^coreset-bench/run/(\d+)$")
+__all__ = ["RecordFile", "SchemaError", "check_record", "find_record_files", "load_records", "parse_record",
+           "schema_file"]
 # characters no record string may hold: C0/C1 controls, line/paragraph separators, bidi embeddings/overrides
 _FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 MAX_SAFE_INTEGER = 2 ** 53 - 1
-FGSM_V1_TOLERANCE = 0.001  # version 1: |torchattacks - in-house| FGSM accuracy, 0.1 percentage points
+parse_record = parse_json
 
 
 class SchemaError(UserError):
@@ -42,19 +40,7 @@ class SchemaError(UserError):
 @dataclass(frozen=True)
 class RecordFile:
     path: Path
-    record: dict
-
-
-def schema_file(version: int) -> Path:
-    return SCHEMAS / f"run-{version}.schema.json"
-
-
-@functools.cache
-def _validator(version: int):
-    import jsonschema
-
-    schema = json.loads(schema_file(version).read_text())
-    return jsonschema.Draft202012Validator(schema)
+    record: Record
 
 
 def _path(parts) -> str:
@@ -128,39 +114,37 @@ def _message(error) -> tuple[str, str]:
     return _path(where), error.message.splitlines()[0][:200]
 
 
-def check_record(record, where: str) -> list[str]:
+def check_record(data, where: str) -> list[str]:
     """Every problem of one parsed record, each as `where: field: message`."""
+    return read_record(data, where)[1]
+
+
+def read_record(data, where: str) -> tuple[Record | None, list[str]]:
+    """The record `data` holds and its problems (the record is None unless there are none)."""
     def problem(field: str, message: str) -> str:
         return f"{where}: {field}: {message}" if field else f"{where}: {message}"
 
-    if not isinstance(record, dict):
-        return [problem("", f"expected a JSON object (one run record), got {type(record).__name__}")]
-    if "schema" not in record:
-        return [problem("schema", f"missing (expected {SCHEMA!r}); is this a run record?")]
-    schema = record["schema"]
-    if schema not in SCHEMAS_READ:
-        match = _SCHEMA_PATTERN.match(schema) if isinstance(schema, str) else None
-        current = int(_SCHEMA_PATTERN.match(SCHEMA).group(1))
-        if match and int(match.group(1)) > current:
-            return [problem("schema", f"{schema!r} was written by a newer version of coreset-bench; upgrade "
-                            f"(this version reads {SCHEMA!r})")]
-        return [problem("schema", f"unknown schema {_describe(schema)}; expected {SCHEMA!r}")]
-    version = int(_SCHEMA_PATTERN.match(schema).group(1))
-    problems = [problem(field, message) for field, message in _unsafe_values(record, [])]
+    version, why = schema_version(data)
+    if version is None:
+        return None, [f"{where}: {why}"]
+    problems = [problem(field, message) for field, message in _unsafe_values(data, [])]
     seen = set()
-    for error in sorted(_validator(version).iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in schema_errors(data):
         field, message = _message(error)
         if (field, message) not in seen:
             seen.add((field, message))
             problems.append(problem(field, message))
-    rules = _rules_v1 if version == 1 else _rules_v2
     try:
-        found = _rules_common(record) + rules(record)
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError):
+        record = Record.from_json(data, schema_checked=True)
+    except RecordError as error:
+        return None, problems + [problem(field, message) for field, message in error.problems]
+    try:
+        problems += [problem(field, message) for field, message in record.problems()]
+    except (TypeError, ValueError, AttributeError, IndexError, OverflowError):
         if not problems:
             raise
-        found = []  # fields the rules read are malformed, and the schema said so already
-    return problems + [problem(field, message) for field, message in found]
+        # fields the consistency rules read are malformed, and the schema said so already
+    return (None if problems else record), problems
 
 
 def _unsafe_values(value, path: list) -> list[tuple[str, str]]:
@@ -185,107 +169,6 @@ def _unsafe_values(value, path: list) -> list[tuple[str, str]]:
         for i, item in enumerate(value):
             found += _unsafe_values(item, path + [i])
     return found
-
-
-# --- rules a schema cannot state -----------------------------------------------------------------------------
-def _rules_common(record: dict) -> list[tuple[str, str]]:
-    problems = []
-    for key in ("preset", "dataset", "model"):
-        if record["protocol"][key] != record[key]:
-            problems.append((f"protocol.{key}", f"{record['protocol'][key]!r} differs from the record's {key} "
-                             f"{record[key]!r}"))
-    budget, pool_size, fraction = record["budget"], record["pool_size"], record["fraction"]
-    if budget > pool_size:
-        problems.append(("budget", f"{budget} is larger than pool_size {pool_size}"))
-    elif budget > max(1, min(pool_size, round(fraction * pool_size))):
-        problems.append(("budget", f"{budget} is more than fraction {fraction} of pool_size {pool_size} "
-                         f"({max(1, min(pool_size, round(fraction * pool_size)))})"))
-    return problems
-
-
-def _rules_v1(record: dict) -> list[tuple[str, str]]:
-    problems, previous = [], None
-    for i, attack in enumerate(record["attacks"]):
-        eps = attack["eps"]
-        if previous is not None and eps <= previous:
-            word = "repeats" if eps == previous else "not sorted ascending"
-            problems.append((f"attacks[{i}].eps", f"{word} ({eps:.4g} after {previous:.4g})"))
-        previous = eps
-        if abs(attack["accuracy"] - attack["inhouse_accuracy"]) > FGSM_V1_TOLERANCE + 1e-12:
-            problems.append((f"attacks[{i}].inhouse_accuracy",
-                             f"FGSM cross-check failed: torchattacks {attack['accuracy']:.4f} vs in-house "
-                             f"{attack['inhouse_accuracy']:.4f} differ by more than {FGSM_V1_TOLERANCE} (0.1 "
-                             f"percentage points)"))
-    eps_values, grid = [a["eps"] for a in record["attacks"]], record["protocol"]["eps"]
-    if not problems and (len(eps_values) != len(grid)
-                         or any(not math.isclose(a, b, rel_tol=1e-9) for a, b in zip(eps_values, grid))):
-        problems.append(("attacks", "the eps values differ from protocol.eps"))
-    return problems
-
-
-def _mask(text: str, size: int):
-    """The count of set bits of a mask holding exactly `size` images, or None when it does not."""
-    try:
-        data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(data) != (size + 7) // 8 or (size % 8 and data[-1] & ((1 << (8 - size % 8)) - 1)):
-        return None
-    return sum(bin(byte).count("1") for byte in data)
-
-
-def _rules_v2(record: dict) -> list[tuple[str, str]]:
-    problems = []
-    size = record["evaluation"]["test_size"]
-
-    def mask_matches(field: str, text: str, accuracy: float) -> None:
-        count = _mask(text, size)
-        if count is None:
-            problems.append((field, f"does not hold one bit per test image ({size})"))
-        elif abs(count / size - accuracy) > 1e-9:
-            problems.append((field, f"has {count} robust image(s) of {size}, but the accuracy says {accuracy:.4f}"))
-
-    mask_matches("evaluation.clean_correct", record["evaluation"]["clean_correct"], record["clean_accuracy"])
-    seen = {}
-    for i, attack in enumerate(record["attacks"]):
-        key = (attack["name"], json.dumps(attack["params"], sort_keys=True), attack["threat"], attack["eps"])
-        if key in seen:
-            problems.append((f"attacks[{i}]", f"repeats attacks[{seen[key]}] (same attack, parameters and eps)"))
-        seen[key] = i
-        mask_matches(f"attacks[{i}].robust", attack["robust"], attack["accuracy"])
-        if attack["accuracy"] > record["clean_accuracy"] + 1e-12:
-            problems.append((f"attacks[{i}].accuracy", f"{attack['accuracy']:.4f} is above the clean accuracy "
-                             f"{record['clean_accuracy']:.4f} (robust images must be correct when clean)"))
-        check = attack.get("cross_check")
-        if check:
-            gap = abs(check["accuracy"] - check["reference_accuracy"]) * check["images"]
-            allowed = max(check["tolerance_points"] / 100 * check["images"], check["tolerance_images"])
-            if gap > allowed + 1e-9:
-                problems.append((f"attacks[{i}].cross_check", f"in-house {check['accuracy']:.4f} and "
-                                 f"{check['reference']} {check['reference_accuracy']:.4f} differ by {gap:g} image(s), "
-                                 f"more than the tolerance ({allowed:g})"))
-    accuracies = {}
-    for attack in record["attacks"]:
-        accuracies.setdefault((attack["threat"], attack["eps"]), []).append(attack["accuracy"])
-    covered = set()
-    for i, worst in enumerate(record["worst_case"]):
-        key = (worst["threat"], worst["eps"])
-        covered.add(key)
-        mask_matches(f"worst_case[{i}].robust", worst["robust"], worst["accuracy"])
-        if key not in accuracies:
-            problems.append((f"worst_case[{i}]", f"no attack ran at {worst['threat']} eps {worst['eps']:.4g}"))
-        elif worst["accuracy"] > min(accuracies[key]) + 1e-12:
-            problems.append((f"worst_case[{i}].accuracy", f"{worst['accuracy']:.4f} is above an attack's accuracy "
-                             f"at that eps ({min(accuracies[key]):.4f}): the worst case is over every attack"))
-    for key in sorted(set(accuracies) - covered):
-        problems.append(("worst_case", f"has no entry for {key[0]} eps {key[1]:.4g}, where attacks ran"))
-    for j, spec in enumerate(record["protocol"]["attacks"]):
-        for eps in spec["eps"] or record["protocol"]["eps"]:
-            if not any(a["name"] == spec["name"] and math.isclose(a["eps"], eps, rel_tol=1e-9)
-                       for a in record["attacks"]):
-                problems.append((f"protocol.attacks[{j}]", f"{spec['name']} at eps {eps:.4g} is in the protocol but "
-                                 f"has no result in attacks"))
-    return problems
 
 
 # --- files ------------------------------------------------------------------------------------------------
@@ -315,11 +198,6 @@ def find_record_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return found, problems
 
 
-def duplicate_key(record: dict) -> str:
-    return json.dumps([record.get(key) for key in ("method", "method_params", "dataset", "model", "preset",
-                                                   "protocol", "fraction", "seed")], sort_keys=True)
-
-
 def load_records(paths: Iterable[Path], *, allow_empty: bool = False) -> list[RecordFile]:
     """Reads and checks every record under `paths`; raises `SchemaError` listing every problem of every
     file (unparseable files, schema violations, duplicate runs, links) when there is any. No record at all is
@@ -340,18 +218,6 @@ def load_records(paths: Iterable[Path], *, allow_empty: bool = False) -> list[Re
     return records
 
 
-def parse_record(text: str):
-    """json.loads, refusing NaN/Infinity and duplicate keys (which would let two readers see two records)."""
-    def no_duplicates(pairs):
-        keys = [key for key, _ in pairs]
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:
-            raise ValueError(f"duplicate key(s) {', '.join(map(repr, repeated))} in one object")
-        return dict(pairs)
-
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=no_duplicates)
-
-
 def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: dict[str, Path]) -> None:
     try:
         text = path.read_bytes().decode("utf-8")
@@ -365,7 +231,7 @@ def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: 
         problems.append(f"{path}: empty file (an interrupted copy?)")
         return
     try:
-        record = parse_record(text)
+        data = parse_json(text)
     except json.JSONDecodeError as error:
         problems.append(f"{path}: not valid JSON (truncated?): {error.msg} (line {error.lineno}, "
                         f"column {error.colno})")
@@ -373,18 +239,14 @@ def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: 
     except (ValueError, RecursionError) as error:
         problems.append(f"{path}: not valid JSON: {str(error)[:200]}")
         return
-    found = check_record(record, str(path))
+    record, found = read_record(data, str(path))
     problems.extend(found)
-    if found:
+    if record is None:
         return
-    key = duplicate_key(record)
+    key = record.run_key()
     if key in seen:
         problems.append(f"{path}: duplicate run: same method, method_params, dataset, model, preset, protocol, "
                         f"fraction and seed as {seen[key]}")
         return
     seen[key] = path
     records.append(RecordFile(path, record))
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtr, stdtrit
 
+from benchmark.record import ProtocolSettings, Record
 from benchmark.schema import RecordFile
 
 FULL = "full"
@@ -112,25 +113,13 @@ def params_text(params: dict) -> str:
                      for key, value in sorted(params.items()))
 
 
-def measures(record: dict) -> dict[tuple[str, str, float], float]:
+def measures(record: Record) -> dict[tuple[str, str, float], float]:
     """(attack, threat, eps) -> accuracy for every attack entry, and (WORST, threat, eps) for the worst case."""
-    found = {}
-    for attack in record["attacks"]:
-        found[(attack["name"], attack.get("threat", "Linf"), float(attack["eps"]))] = float(attack["accuracy"])
-    if record["schema"].endswith("/1"):
-        for attack in record["attacks"]:
-            found[(WORST, "Linf", float(attack["eps"]))] = float(attack["accuracy"])
-    for worst in record.get("worst_case", []):
-        found[(WORST, worst["threat"], float(worst["eps"]))] = float(worst["accuracy"])
+    found = {(attack.name, attack.threat_model, float(attack.eps)): float(attack.accuracy)
+             for attack in record.attacks}
+    for worst in record.worst():
+        found[(WORST, worst.threat, float(worst.eps))] = float(worst.accuracy)
     return found
-
-
-def headline_eps(record: dict) -> float:
-    eps = record["protocol"].get("headline_eps")
-    if eps is not None:
-        return float(eps)
-    grid = [float(e) for e in record["protocol"]["eps"]]
-    return min(grid, key=lambda e: abs(e - V1_HEADLINE_EPS))
 
 
 def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
@@ -140,25 +129,24 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
         record = item.record
         found = measures(record)
         suite = sorted({(name, threat, eps) for name, threat, eps in found if name != WORST})
-        headline = headline_eps(record)
+        headline = record.headline_eps(V1_HEADLINE_EPS)
         worst_linf = [acc for (name, threat, eps), acc in found.items() if name == WORST and threat == "Linf"]
         rows.append({
-            "group": canonical({"protocol": record["protocol"], "schema": record["schema"], "suite": suite}),
-            "schema": record["schema"], "dataset": record["dataset"], "model": record["model"],
-            "preset": record["preset"], "method": record["method"], "params": canonical(record["method_params"]),
-            "params_text": params_text(record["method_params"]), "paper": record["paper"],
-            "url": record.get("paper_url", ""), "fraction": float(record["fraction"]), "seed": int(record["seed"]),
-            "budget": record["budget"], "pool_size": record["pool_size"],
-            "test_size": record.get("evaluation", {}).get("test_size"),
-            "clean": float(record["clean_accuracy"]), "measures": found, "headline_eps": headline,
+            "group": canonical({"protocol": record.protocol.to_json(), "schema": record.schema, "suite": suite}),
+            "record_schema": record.schema, "dataset": record.dataset, "model": record.model,
+            "preset": record.preset, "method": record.method, "params": canonical(record.method_params),
+            "params_text": params_text(record.method_params), "paper": record.paper,
+            "url": record.paper_url or "", "fraction": float(record.fraction), "seed": int(record.seed),
+            "budget": record.budget, "pool_size": record.pool_size, "test_size": record.test_size,
+            "clean": float(record.clean_accuracy), "measures": found, "headline_eps": headline,
             "headline": found.get((WORST, "Linf", headline), math.nan),
             "worst_mean": float(np.mean(worst_linf)) if worst_linf else math.nan,
-            "select_seconds": float(record["selection"]["seconds"]),
-            "train_seconds": float(record["training"]["seconds"]),
-            "flags": tuple(flag["code"] for flag in record.get("flags", [])),
-            "package": record["environment"]["package"], "device": str(record["environment"].get("device", "")),
-            "gallery": (item.path.parent / record["gallery"]["artifact"]) if record.get("gallery") else None,
-            "path": item.path,
+            "select_seconds": float(record.selection.seconds),
+            "train_seconds": float(record.training.seconds),
+            "flags": record.flag_codes,
+            "package": record.environment.package, "device": str(record.environment.device or ""),
+            "gallery": record.artifact(item.path, "gallery"),
+            "path": item.path, "settings": record.protocol,
         })
     return pd.DataFrame(rows)
 
@@ -169,7 +157,7 @@ class Group:
 
     id: str
     title: str
-    protocol: dict
+    protocol: ProtocolSettings
     schema: str
     runs: pd.DataFrame
     summary: pd.DataFrame
@@ -181,7 +169,7 @@ class Group:
     @property
     def attacks(self) -> list[str]:
         """The attack names of the suite, in the protocol's order, then the worst case."""
-        names = [spec["name"] for spec in self.protocol.get("attacks", [])] or ["fgsm"]
+        names = [spec.name for spec in self.protocol.attacks or ()] or ["fgsm"]
         present = {name for name, _, _ in self.measures}
         return [n for n in names if n in present] + sorted(present - set(names) - {WORST}) + [WORST]
 
@@ -280,34 +268,34 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
     """Groups (sorted by dataset, model, preset), each with its runs and summary."""
     frame = runs_frame(records)
     groups = []
-    for key, runs in frame.groupby("group", sort=True):
-        identity = json.loads(key)
-        protocol = identity["protocol"]
+    for _, runs in frame.groupby("group", sort=True):
         runs = runs.reset_index(drop=True)
+        protocol: ProtocolSettings = runs["settings"].iloc[0]
         measure_keys = sorted({k for m in runs["measures"] for k in m}, key=lambda k: (k[0] == WORST, k))
         summary = summarize(runs, measure_keys)
         facts = {
-            "dataset": protocol["dataset"], "model": protocol["model"], "preset": protocol["preset"],
+            "dataset": protocol.dataset, "model": protocol.model, "preset": protocol.preset,
             "pool_size": _distinct(runs["pool_size"]), "test_size": _distinct(runs["test_size"]),
-            "epochs": protocol["epochs"], "proxy_epochs": protocol["proxy_epochs"],
-            "batch_size": protocol["batch_size"], "lrs": protocol["lrs"],
-            "eps_255": [round(e * 255, 4) for e in protocol["eps"]],
-            "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol["eps"]),
+            "epochs": protocol.epochs, "proxy_epochs": protocol.proxy_epochs,
+            "batch_size": protocol.batch_size, "lrs": list(protocol.lrs),
+            "eps_255": [round(e * 255, 4) for e in protocol.eps],
+            "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol.eps),
             "fractions": _distinct(runs["fraction"]), "seeds": _distinct(runs["seed"]),
             "packages": _distinct(runs["package"]), "devices": _distinct(runs["device"]),
             "records": len(runs), "flagged": int(sum(1 for codes in runs["flags"] if codes)),
             "full_clean": mean_std(runs[runs["method"] == FULL]["clean"])[0],
-            "cross_check_images": protocol.get("cross_check_images"),
+            "cross_check_images": protocol.cross_check_images,
         }
-        groups.append(Group(id="", title=_group_title(runs), protocol=protocol, schema=identity["schema"], runs=runs,
+        groups.append(Group(id="", title=_group_title(runs), protocol=protocol, schema=runs["record_schema"].iloc[0],
+                            runs=runs,
                             summary=summary, measures=measure_keys, headline_eps=float(runs["headline_eps"].iloc[0]),
                             fractions=facts["fractions"], facts=facts))
     groups.sort(key=lambda g: (g.facts["dataset"], g.facts["model"], g.facts["preset"], g.schema,
-                               canonical(g.protocol)))
+                               canonical(g.protocol.to_json())))
     titles = [g.title for g in groups]
     for index, group in enumerate(groups):
         if titles.count(group.title) > 1:  # same preset name, different settings or suites: say which
-            digest = hashlib.sha256(canonical([group.protocol, group.measures]).encode()).hexdigest()[:8]
+            digest = hashlib.sha256(canonical([group.protocol.to_json(), group.measures]).encode()).hexdigest()[:8]
             group.title = f"{group.title} (settings {digest})"
         group.id = f"g{index}"
     return groups

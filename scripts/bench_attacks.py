@@ -20,8 +20,8 @@ import torch
 import torchattacks
 
 from benchmark.attacks import bucket_size, create_attack, losses_and_gradient, pads_batches
+from benchmark.evaluation import clean_predictions, default_batch_size
 from benchmark.protocol import preset
-from benchmark.robustness import clean_predictions, default_batch_size
 from benchmark.run import load_protocol_data, resolve_device, train_on_selection
 from benchmark.selection import Selection
 from benchmark.train import to_float

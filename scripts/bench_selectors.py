@@ -86,7 +86,7 @@ def _proxy(seed: int) -> torch.nn.Module:
 
 def make_features(cifar10: Path | None, path: Path) -> None:
     if cifar10 is not None:
-        from benchmark.data import load_dataset
+        from benchmark.datasets import load_dataset
         from benchmark.protocol import preset
         from benchmark.train import predict, train_model
 

@@ -13,7 +13,8 @@ from torch import nn
 from benchmark import attacks
 from benchmark.attacks import available_attacks, bucket_floor, bucket_size, create_attack
 from benchmark.errors import UserError
-from benchmark.robustness import AttackSpec, CrossCheckFailed, cross_check, evaluate, unpack
+from benchmark.evaluation import CrossCheckFailed, cross_check, evaluate
+from benchmark.record import AttackSpec, unpack_mask
 from tests.conftest import tiny_model
 
 EPS_SCALE = 1 / 255
@@ -183,11 +184,11 @@ def test_in_house_and_reference_agree(name, eps):
     attack = create_attack(name, {"steps": 10} if name in ("pgd", "pgd-l2", "apgd") else {})
     eps = 0.4 if eps is None else eps * EPS_SCALE
     result = cross_check(model, attack, uint8, labels, np.arange(40), eps, seed=0)
-    assert result["images"] == 40 and 0 < result["accuracy"] < 1
+    assert result.images == 40 and 0 < result.accuracy < 1
     if attack.tolerance_images == 0:  # same formula, same start: identical, image by image
-        assert result["disagreements"] == 0 and result["accuracy"] == result["reference_accuracy"]
+        assert result.disagreements == 0 and result.accuracy == result.reference_accuracy
     else:
-        assert abs(result["accuracy"] - result["reference_accuracy"]) * 40 <= attack.tolerance_images
+        assert abs(result.accuracy - result.reference_accuracy) * 40 <= attack.tolerance_images
 
 
 @pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd"])
@@ -224,7 +225,7 @@ def test_autoattack_fools_exactly_above_the_closed_form_and_agrees_with_the_refe
     with torch.no_grad():
         labels = model(uint8.float() / 255).argmax(1)
     result = cross_check(model, attack, uint8, labels, np.arange(len(images)), eps, seed=0)
-    assert abs(result["accuracy"] - result["reference_accuracy"]) * len(images) <= attack.tolerance_images
+    assert abs(result.accuracy - result.reference_accuracy) * len(images) <= attack.tolerance_images
 
 
 def test_every_registered_attack_cites_its_paper_and_reference():
@@ -254,27 +255,27 @@ def test_evaluate_counts_robust_only_when_right_clean_and_keeps_the_worst_case_p
     labels = torch.randint(0, 5, (64,), generator=generator)  # many are wrong when clean
     suite = [AttackSpec("fgsm", {}, (0.0, 8 / 255, 0.3)), AttackSpec("pgd", {"steps": 5}, (8 / 255, 0.3))]
     result = evaluate(model, images, labels, suite, seed=0, batch_size=16, cross_check_images=8, gallery=3)
-    clean = unpack(result["evaluation"]["clean_correct"], 64)
+    clean = unpack_mask(result.evaluation.clean_correct, 64)
     with torch.no_grad():
         expected = (model(images.float() / 255).argmax(1) == labels).numpy()
     assert np.array_equal(clean, expected) and 0.1 < clean.mean() < 0.9
-    assert result["clean_accuracy"] == pytest.approx(expected.mean())
-    by = {(a["name"], a["eps"]): a for a in result["attacks"]}
-    assert by[("fgsm", 0.0)]["accuracy"] == pytest.approx(expected.mean())  # eps 0 is clean accuracy
-    for entry in result["attacks"]:
-        robust = unpack(entry["robust"], 64)
+    assert result.clean_accuracy == pytest.approx(expected.mean())
+    by = {(a.name, a.eps): a for a in result.attacks}
+    assert by[("fgsm", 0.0)].accuracy == pytest.approx(expected.mean())  # eps 0 is clean accuracy
+    for entry in result.attacks:
+        robust = unpack_mask(entry.robust, 64)
         assert not (robust & ~clean).any()  # never robust when wrong clean
-        assert entry["cross_check"]["images"] == 8
-    for worst in result["worst_case"]:
-        robust = unpack(worst["robust"], 64)
-        for name in worst["attacks"]:
-            assert not (robust & ~unpack(by[(name, worst["eps"])]["robust"], 64)).any()
-    assert {w["eps"] for w in result["worst_case"]} == {0.0, 8 / 255, 0.3}
-    checks = {(c["check"], c["attack"]) for c in result["checks"]}
+        assert entry.cross_check.images == 8
+    for worst in result.worst_case:
+        robust = unpack_mask(worst.robust, 64)
+        for name in worst.attacks:
+            assert not (robust & ~unpack_mask(by[(name, worst.eps)].robust, 64)).any()
+    assert {w.eps for w in result.worst_case} == {0.0, 8 / 255, 0.3}
+    checks = {(c.check, c.attack) for c in result.checks}
     assert {("eps0", "fgsm"), ("eps0", "pgd"), ("large-eps", "pgd"), ("below-fgsm", "pgd"), ("monotone", "pgd"),
             ("worst-case", "")} <= checks
-    assert all(c["passed"] for c in result["checks"] if c["check"] in ("eps0", "worst-case"))
-    gallery = result["gallery"]
+    assert all(c.passed for c in result.checks if c.check in ("eps0", "worst-case"))
+    gallery = result.gallery
     assert gallery["clean"].shape == (3, 3, 4, 4) and len(gallery["eps"]) == 2
 
 
@@ -297,9 +298,9 @@ def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
         labels = model(uint8.float() / 255).argmax(1)
     suite = [AttackSpec("fgsm", {}, (0.1, 0.3)), AttackSpec("pgd", {"steps": 5}, (0.1, 0.3))]
     result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
-    failed = {(c["check"], c["attack"]) for c in result["checks"] if not c["passed"]}
+    failed = {(c.check, c.attack) for c in result.checks if not c.passed}
     assert {("monotone", "pgd"), ("large-eps", "pgd")} <= failed
-    assert math.isclose(result["attacks"][2]["accuracy"], 0.6, abs_tol=0.05)
+    assert math.isclose(result.attacks[2].accuracy, 0.6, abs_tol=0.05)
 
 
 # parameters that keep each attack cheap on a few images; an attack not named here runs with its defaults
@@ -328,6 +329,6 @@ def test_every_attack_and_its_cross_check_run_on_the_harness_model_and_layout(na
     eps = (2 / 255, 8 / 255) if threat == "Linf" else (0.25, 0.5)
     result = evaluate(model, images, labels, [AttackSpec(name, CHEAP.get(name, {}), eps)], seed=0, batch_size=8,
                       cross_check_images=4, gallery=2)
-    entries = [entry for entry in result["attacks"] if entry["name"] == name]
-    assert [entry["eps"] for entry in entries] == list(eps)
-    assert all(entry["cross_check"]["images"] == 4 for entry in entries)
+    entries = [entry for entry in result.attacks if entry.name == name]
+    assert [entry.eps for entry in entries] == list(eps)
+    assert all(entry.cross_check.images == 4 for entry in entries)

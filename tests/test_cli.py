@@ -93,7 +93,7 @@ BAD = {
     "unknown dataset": (["--method", "random", "--dataset", "mnist"], "unknown dataset 'mnist'"),
     "fraction above 1": (["--method", "random", "--preset", "smoke", "--fractions", "1.5"], "outside (0, 1]"),
     "fraction zero": (["--method", "random", "--preset", "smoke", "--fractions", "0"], "outside (0, 1]"),
-    "empty seeds": (["--method", "random", "--preset", "smoke", "--seeds", ","], "no seeds given"),
+    "empty seeds": (["--method", "random", "--preset", "smoke", "--seeds", ","], "--seeds: none given"),
     "repeated seeds": (["--method", "random", "--preset", "smoke", "--seeds", "1,1"], "repeat"),
     "not a number": (["--method", "random", "--fractions", "a"], "expected comma-separated floats"),
     "missing directory": (["--method", "random", "--dataset", "imagefolder:/no/such/dir"], "does not exist"),

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.data import load_dataset, stratified_split
+from benchmark.data import stratified_split
+from benchmark.datasets import load_dataset
 from benchmark.errors import UserError
 
 

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.data import load_dataset
-from benchmark.datasets import DATASETS
+from benchmark.datasets import DATASETS, load_dataset
 from benchmark.errors import UserError
 
 CLASSES = 3
@@ -211,7 +210,7 @@ def test_bad_dataset_files_are_one_line_exit_2_and_leave_nothing(case, tmp_path,
 
 
 def test_dataset_names_and_the_imagefolder_argument(tmp_path):
-    from benchmark.data import dataset_name
+    from benchmark.datasets import dataset_name
 
     assert dataset_name("cifar100") == "cifar100" and dataset_name("imagefolder:/x/My Data (v2)") == \
         "imagefolder:My-Data-v2"

@@ -21,7 +21,7 @@ from PIL import Image
 
 import benchmark.selection as sel
 from benchmark.cli import main
-from benchmark.data import load_dataset
+from benchmark.datasets import load_dataset
 from benchmark.errors import UserError
 from benchmark.protocol import preset
 from benchmark.proxy import build_proxy

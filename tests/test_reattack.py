@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from benchmark.cli import main
-from benchmark.robustness import unpack
+from benchmark.record import unpack_mask
 from benchmark.schema import load_records
 
 TINY = ["--preset", "smoke", "--train-per-class", "20", "--test-per-class", "5", "--epochs", "1",
@@ -48,7 +48,7 @@ def test_an_attack_is_added_with_its_cross_check_worst_case_and_checks(stored, t
         assert worst["attacks"] == ["fgsm", "pgd"]
         size = after["evaluation"]["test_size"]
         fgsm = next(a for a in before["worst_case"] if a["eps"] == worst["eps"])
-        assert not (unpack(worst["robust"], size) & ~unpack(fgsm["robust"], size)).any()  # can only fall
+        assert not (unpack_mask(worst["robust"], size) & ~unpack_mask(fgsm["robust"], size)).any()  # can only fall
     assert {(c["check"], c["attack"]) for c in after["checks"]} >= {("eps0", "pgd"), ("below-fgsm", "pgd"),
                                                                    ("monotone", "pgd"), ("worst-case", "")}
     assert after["reevaluations"][0]["attack"] == "pgd"

@@ -63,16 +63,17 @@ def test_a_run_at_chance_level_is_flagged_in_the_record_on_stderr_and_on_the_pag
 
 
 def test_few_steps_and_one_class_models_are_flagged():
-    from benchmark.run import chance_threshold, run_flags
+    from benchmark.evaluation.checks import chance_threshold, run_flags
+    from benchmark.record import Check
 
     flags = run_flags(clean=0.9, num_classes=10, test_size=1000, top_share=0.95, steps=2, checks=[])
-    assert [flag["code"] for flag in flags] == ["one-class", "few-steps"]
-    assert run_flags(clean=0.9, num_classes=10, test_size=1000, top_share=0.2, steps=100, checks=[]) == []
+    assert [flag.code for flag in flags] == ["one-class", "few-steps"]
+    assert run_flags(clean=0.9, num_classes=10, test_size=1000, top_share=0.2, steps=100, checks=[]) == ()
     # chance plus three binomial standard deviations: 0.1 + 3 sqrt(0.09 / 1000) = 0.1285
     assert abs(chance_threshold(10, 1000) - 0.12846) < 1e-4
-    assert [f["code"] for f in run_flags(clean=0.12, num_classes=10, test_size=1000, top_share=0.2, steps=100,
-                                         checks=[{"check": "monotone", "attack": "pgd", "passed": False,
-                                                  "detail": "rises"}])] == ["chance-level", "sanity-check"]
+    failed = Check(check="monotone", attack="pgd", passed=False, detail="rises")
+    assert [f.code for f in run_flags(clean=0.12, num_classes=10, test_size=1000, top_share=0.2, steps=100,
+                                      checks=(failed,))] == ["chance-level", "sanity-check"]
 
 
 def test_a_dry_run_of_the_gpu_preset_downloads_nothing(tmp_path, monkeypatch, capsys):

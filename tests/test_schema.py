@@ -165,25 +165,24 @@ def test_no_records_and_missing_paths(tmp_path, capsys):
 
 
 def test_helper_records_have_the_keys_run_one_writes():
-    """make_record_v2 mirrors benchmark.run.run_one: the record literal there must have the same keys (top
-    level, selection, training), so the schema and these tests follow the real format."""
+    """make_record_v2 mirrors benchmark.run.run_one: the fields its Record(...) call sets (and the selection and
+    training parts it builds) are the helper's keys, so the schema and these tests follow the real format."""
     import ast
     import inspect
 
     import benchmark.run
+    from benchmark.record import Record
 
-    tree = ast.parse(inspect.getsource(benchmark.run.run_one))
-    literals = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict) and all(isinstance(key, ast.Constant) for key in node.keys):
-            keys = {key.value for key in node.keys}
-            for name, marker in (("record", "schema"), ("selection", "indices_sha256"), ("training", "lr_grid")):
-                if marker in keys:
-                    literals[name] = keys
+    def keywords(function, called: str) -> set:
+        tree = ast.parse(inspect.getsource(function))
+        return {keyword.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == called for keyword in node.keywords}
+
     record = make_record_v2()
-    assert literals["record"] == set(record)
-    assert literals["selection"] == set(record["selection"])
-    assert literals["training"] == set(record["training"])
+    assert keywords(benchmark.run.run_one, "Record") == set(record)
+    assert keywords(benchmark.run.run_one, "SelectionPart") == set(record["selection"])
+    assert keywords(benchmark.run.train_on_selection, "Training") == set(record["training"])
+    assert Record.from_json(record).to_json() == record
 
 
 # --- version 2 ---------------------------------------------------------------------------------------------

@@ -7,17 +7,10 @@ import numpy as np
 import pytest
 
 from benchmark.errors import UserError
+from benchmark.plan import dry_run_report, expand_grid, method_params, parse_methods, prepare_pending
+from benchmark.progress import Progress, format_duration
 from benchmark.protocol import preset
 from benchmark.storage import write_arrays_sealed, write_checkpoint
-from benchmark.sweep import (
-    Progress,
-    dry_run_report,
-    expand_grid,
-    format_duration,
-    method_params,
-    parse_methods,
-    prepare_pending,
-)
 
 PROTOCOL = preset("smoke").with_overrides(seeds=(0, 1), fractions=(0.1, 0.5))
 
@@ -86,9 +79,26 @@ def test_dry_run_says_what_is_done_partly_done_and_the_proxies_to_train(tmp_path
     assert "proxies: none to train" in text and "grand trains 2 proxies of its own per seed: up to 4 for the 2" in text
 
 
+def _record(*, selection: tuple[float, float], training: float, evaluation: float | None):
+    """A finished run's record with these timings (seconds): selection (selector, proxy training), training
+    and evaluation (None: a record without evaluation timings)."""
+    import dataclasses
+
+    from benchmark.record import EvaluationSeconds, Record
+    from tests.records import make_record_v2
+
+    record = Record.from_json(make_record_v2())
+    return dataclasses.replace(
+        record, selection=dataclasses.replace(record.selection, seconds=selection[0],
+                                              proxy_training_seconds=selection[1]),
+        training=dataclasses.replace(record.training, seconds=training),
+        evaluation=dataclasses.replace(record.evaluation, seconds=None if evaluation is None
+                                       else EvaluationSeconds(total=evaluation)))
+
+
 def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("benchmark.sweep.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("benchmark.progress.time.monotonic", lambda: clock[0])
     specs = expand_grid(PROTOCOL, ["random"], {}, __import__("pathlib").Path("/nowhere"))  # fractions .1 .5 .1 .5
     progress = Progress(total=5, done_before=1, pending=specs)
     clock[0] += 30  # loading the data: not part of the pace
@@ -96,7 +106,7 @@ def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeyp
     assert progress.summary() == ("1/5 done, 1 running, 3 left, time left estimated once a run has finished "
                                   "(proxy training not counted)")
     clock[0] += 40  # 40 s, 30 of them training the shared proxy; a record without timings: 10 s a run, 3 left
-    progress.finish(specs[0], {"clean_accuracy": 0.5, "attacks": [], "selection": {"proxy_training_seconds": 30.0}})
+    progress.finish(specs[0], _record(selection=(0.25, 30.0), training=3.0, evaluation=None))
     progress.start(specs[1])
     assert progress.summary() == "2/5 done, 1 running, 2 left, about 30s left (plus any proxy training)"
     progress.finish(specs[1], None, "broken")
@@ -106,16 +116,14 @@ def test_progress_counts_runs_and_estimates_time_left_from_the_work_done(monkeyp
 def test_the_time_left_comes_from_the_records_timings_not_from_the_wait_in_a_queue(monkeypatch, caplog):
     # the Ray executor queues every run at once; training scales with the fraction, the attacks do not
     clock = [0.0]
-    monkeypatch.setattr("benchmark.sweep.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr("benchmark.sweep.interval", lambda: 0.0)
+    monkeypatch.setattr("benchmark.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("benchmark.progress.interval", lambda: 0.0)
     specs = expand_grid(PROTOCOL, ["random"], {}, __import__("pathlib").Path("/nowhere"))  # fractions .1 .5 .1 .5
     progress = Progress(total=4, done_before=0, pending=specs, slots=2)
     for spec in specs:
         progress.start(spec)
     clock[0] += 5000  # an hour and more in the queue and running: not what the run cost
-    timings = {"selection": {"seconds": 2.0, "proxy_training_seconds": 50.0}, "training": {"seconds": 10.0},
-               "evaluation": {"seconds": {"total": 98.0}}}
-    progress.finish(specs[0], {"clean_accuracy": 0.5, "attacks": [], **timings})
+    progress.finish(specs[0], _record(selection=(2.0, 50.0), training=10.0, evaluation=98.0))
     # left: training 100 s per unit fraction x 1.1 = 110 s, the rest 100 s x 3 runs = 300 s; two at once
     assert progress.eta() == "about 3m25s left (plus any proxy training)"
     with caplog.at_level(logging.INFO, logger="benchmark"):

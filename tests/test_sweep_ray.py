@@ -163,7 +163,7 @@ def test_a_local_instance_is_started_with_a_fresh_token_and_the_environment_rest
     import ray
 
     import benchmark.ray_executor as executor
-    from benchmark.sweep import Progress
+    from benchmark.progress import Progress
 
     seen = {}
 

@@ -5,11 +5,12 @@ split, and loads itself as a `benchmark.data.ImageDataset`. `--dataset NAME` pic
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from benchmark.data import ImageDataset
+from benchmark.data import ImageDataset, default_cache_dir
 from benchmark.errors import UserError
 from benchmark.registry import Registry
 
@@ -79,3 +80,16 @@ def torchvision_parts(title: str, folder: str, root: Path, download: bool, build
         if not download:
             reason += "; downloads are off"
         raise offline_error(title, root, reason, folder) from None
+
+
+def load_dataset(spec: str, *, data_root: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike | None = None, download: bool = True) -> ImageDataset:
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    return parse_dataset(spec).load(data_root=Path(data_root) if data_root else cache / "data", cache_dir=cache,
+                                    download=download)
+
+
+def dataset_name(spec: str) -> str:
+    """The name records carry for a dataset spec, known before loading it (an ImageFolder by its folder name:
+    records never hold local paths)."""
+    return parse_dataset(spec).record_name()

@@ -1,2 +1,3 @@
-"""Protocol presets, one file each, each defining `PRESET` (a `benchmark.protocol.Protocol`); `--preset NAME`
-picks one. The published leaderboard takes the presets in `benchmark.leaderboard.PUBLISHED_PRESETS`."""
+"""Protocol presets, one file each, each registering one `benchmark.protocol.Protocol` with `register_preset`;
+`--preset NAME` picks one. The published leaderboard takes the presets in
+`benchmark.leaderboard.PUBLISHED_PRESETS`."""

@@ -3,12 +3,12 @@ the narrowest MobileNetV2, seven epochs at batch 16 but at least 50 steps (a 45-
 train 21 steps), with precise batch-norm statistics (after so few steps batch norm's running averages lag the
 weights), FGSM and PGD-10 at two eps, each cross-checked on 4 images. The README's first command runs it."""
 
-from benchmark.protocol import Protocol
-from benchmark.robustness import AttackSpec
+from benchmark.protocol import Protocol, register_preset
+from benchmark.record import AttackSpec
 
-PRESET = Protocol(
+register_preset(Protocol(
     preset="smoke", dataset="digits", model="mobilenetv2_035", fractions=(0.1, 0.5), seeds=(0,), epochs=7,
     lrs=(0.05,), eps=(2 / 255, 8 / 255), proxy_epochs=2, proxy_lr=0.05, batch_size=16, precise_bn=True,
     min_steps=50, train_per_class=50, test_per_class=8,
     attacks=(AttackSpec("fgsm"), AttackSpec("pgd", {"steps": 10})), cross_check_images=4, headline_eps=2 / 255,
-    method_defaults={"grand": {"repeats": 2, "epochs": 1}})
+    method_defaults={"grand": {"repeats": 2, "epochs": 1}}))

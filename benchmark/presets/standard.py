@@ -1,13 +1,13 @@
 """The study's protocol: CIFAR-10, MobileNetV2 with the CIFAR stem, 200 epochs, every attack of the suite on
 the whole 10,000-image test set, AutoAttack (standard) at 8/255 as RobustBench ranks. A GPU job."""
 
-from benchmark.protocol import STANDARD_EPS, Protocol
-from benchmark.robustness import AttackSpec
+from benchmark.protocol import STANDARD_EPS, Protocol, register_preset
+from benchmark.record import AttackSpec
 
-PRESET = Protocol(
+register_preset(Protocol(
     preset="standard", dataset="cifar10", model="mobilenetv2_100", fractions=(0.1, 0.5), seeds=(0, 1, 2),
     epochs=200, lrs=(0.1,), eps=STANDARD_EPS, proxy_epochs=10,
     attacks=(AttackSpec("fgsm"), AttackSpec("bim"), AttackSpec("pgd", {"steps": 50}),
              AttackSpec("pgd-l2", {"steps": 50}, (0.25, 0.5)), AttackSpec("apgd", {"steps": 100}),
              AttackSpec("autoattack", {}, (8 / 255,))),
-    cross_check_images=500, headline_eps=8 / 255)
+    cross_check_images=500, headline_eps=8 / 255))

@@ -1,0 +1,162 @@
+"""The attacks of a suite on a trained model, counted the way RobustBench counts, and cross-checked.
+
+- An image counts as robust to an attack at an eps only if the model classifies it correctly when clean and
+  under that attack. Every attack runs on the clean-correct images only (the others are not robust).
+- Cross-check: each attack at each eps, on `cross_check_images` clean-correct images (the same ones for every
+  attack), is run in-house without its early stop and by its independent `reference` from the same random
+  start; their accuracies on those images must agree within the attack's tolerance or the run fails.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.attacks import Attack, LibraryView, bucket_floor, create_attack
+from benchmark.errors import UserError
+from benchmark.progress import progress
+from benchmark.record import AttackResult, AttackSpec, CrossCheck, eps_text, pack_mask
+from benchmark.seeding import derive_seed, torch_generator
+from benchmark.train import to_float
+
+log = logging.getLogger("benchmark")
+
+
+class CrossCheckFailed(UserError):
+    """An attack and its independent reference disagree beyond the tolerance: one of them is wrong."""
+
+
+def build(spec: AttackSpec) -> Attack:
+    return create_attack(spec.name, spec.params)
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """One attack of the suite at each of its eps: the record's entries, and what the checks and gallery need."""
+
+    spec: AttackSpec
+    attack: Attack
+    entries: tuple[AttackResult, ...]
+    seconds: float
+    cross_check_seconds: float
+    kept: dict  # eps -> the adversarial images of the first `keep` test images (the clean image where wrong)
+
+
+def default_batch_size(model: nn.Module, device: torch.device, image_shape: tuple[int, ...]) -> int:
+    """Images per attack batch, from the memory one image's forward and backward pass needs (measured with
+    forward hooks on one image: every module output is kept for the backward pass, and gradients of the
+    same size flow back) against a budget: 1 GiB on a CPU, a quarter of the GPU's memory. On a GPU it is rounded
+    down to a size the attacks pad to (`bucket_floor`), so that a full batch is not padded."""
+    sizes = []
+    hooks = [module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size())
+                                          if torch.is_tensor(out) else None)
+             for module in model.modules() if not list(module.children())]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *image_shape, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    per_image = max(1, 3 * sum(sizes))
+    budget = torch.cuda.get_device_properties(device).total_memory // 4 if device.type == "cuda" else 2 ** 30
+    size = int(min(1024, max(8, budget // per_image)))
+    return bucket_floor(size) if device.type == "cuda" else size
+
+
+def clean_predictions(model: nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    predictions = np.zeros(len(images), dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = to_float(images[start:start + batch_size]).contiguous()
+            predictions[start:start + len(batch)] = model(batch).argmax(1).cpu().numpy()
+    return predictions
+
+
+def cross_check_positions(clean_correct: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """The clean-correct test images every attack is cross-checked on (seeded, the same for every attack)."""
+    order = np.random.default_rng(derive_seed(seed, "cross-check-images")).permutation(np.flatnonzero(clean_correct))
+    return np.sort(order[:count])
+
+
+def batch(images: torch.Tensor, labels: torch.Tensor, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    index = torch.as_tensor(positions, device=images.device)
+    return to_float(images[index]).contiguous(), labels[index]
+
+
+def generator(seed: int, purpose: str, device: torch.device) -> torch.Generator:
+    return torch_generator(seed, purpose, device=device)
+
+
+def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
+               clean_correct: np.ndarray, *, seed: int, batch_size: int, checked: np.ndarray,
+               keep: int = 0) -> AttackRun:
+    """One attack of the suite at each of its eps on the clean-correct images, with its cross-check."""
+    attack = build(spec)
+    right = np.flatnonzero(clean_correct)
+    tick = time.perf_counter()
+    robust = {eps: np.zeros(len(images), dtype=bool) for eps in spec.eps}
+    kept = {eps: to_float(images[:keep]).contiguous() for eps in spec.eps}
+    for start in progress(range(0, len(right), batch_size), desc=f"{spec.name} at {len(spec.eps)} eps",
+                          unit="batch"):
+        positions = right[start:start + batch_size]
+        x, y = batch(images, labels, positions)
+        generators = [generator(seed, f"attack/{spec.name}/{eps!r}/{start}", images.device) for eps in spec.eps]
+        for eps, outcome in zip(spec.eps, attack.perturb_grid(model, x, y, list(spec.eps), generators=generators)):
+            robust[eps][positions] = outcome.robust.cpu().numpy()
+            shown = positions < keep
+            if shown.any():
+                kept[eps][torch.as_tensor(positions[shown], device=images.device)] = outcome.adversarial[
+                    torch.as_tensor(shown, device=images.device)]
+    seconds = time.perf_counter() - tick
+    tick = time.perf_counter()
+    entries = tuple(AttackResult(name=spec.name, threat=attack.threat, eps=eps, params=attack.params(),
+                                 accuracy=float(robust[eps].mean()), robust=pack_mask(robust[eps]),
+                                 cross_check=cross_check(model, attack, images, labels, checked, eps, seed)
+                                 if len(checked) else None)
+                    for eps in spec.eps)
+    cross_seconds = time.perf_counter() - tick
+    log.info("%s: %s (%.1f s; cross-check on %d images %.1f s)", spec.name,
+             ", ".join(f"{eps_text(eps, attack.threat)} {100 * r.mean():.1f}%" for eps, r in robust.items()), seconds,
+             len(checked), cross_seconds)
+    return AttackRun(spec, attack, entries, seconds, cross_seconds, kept)
+
+
+def cross_check(model: nn.Module, attack: Attack, images: torch.Tensor, labels: torch.Tensor,
+                positions: np.ndarray, eps: float, seed: int) -> CrossCheck:
+    """The attack without early stop and its reference, from the same random start, on the same images."""
+    x, y = batch(images, labels, positions)
+    start_seed = derive_seed(seed, f"cross-check/{attack.name}/{eps!r}") % 2 ** 31
+    ours = attack.perturb(model, x, y, eps, generator=torch.Generator(device=x.device).manual_seed(start_seed),
+                          early_stop=False).final_correct
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(start_seed)
+        adversarial = attack.reference_perturb(LibraryView(model), x, y, eps, seed=start_seed)
+    model.eval()  # whatever mode the library left it in
+    with torch.no_grad():
+        theirs = model(adversarial.to(x.device)).argmax(1) == y
+    ours_count, theirs_count = int(ours.sum()), int(theirs.sum())
+    allowed = max(attack.tolerance_points / 100 * len(positions), attack.tolerance_images)
+    reference = f"{attack.reference} ({_version(attack.reference)})"
+    if abs(ours_count - theirs_count) > allowed + 1e-9:
+        raise CrossCheckFailed(
+            f"{attack.name} cross-check failed at eps={eps_text(eps, attack.threat)}: in-house "
+            f"{ours_count}/{len(positions)} robust, {reference} {theirs_count}/{len(positions)} (tolerance "
+            f"{attack.tolerance_points:g} points or {attack.tolerance_images} images)")
+    return CrossCheck(reference=reference, images=len(positions), accuracy=ours_count / len(positions),
+                      reference_accuracy=theirs_count / len(positions), disagreements=int((ours != theirs).sum()),
+                      tolerance_points=attack.tolerance_points, tolerance_images=attack.tolerance_images)
+
+
+def _version(reference: str) -> str:
+    package = {"torchattacks": "torchattacks", "pyautoattack": "pyautoattack"}.get(reference.split(".")[0])
+    try:
+        return f"{package} {importlib.metadata.version(package)}" if package else "unknown version"
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

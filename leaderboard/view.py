@@ -1,0 +1,210 @@
+"""The view model: a section's tables (`aggregate.Group`) as what the pages show: formatted text beside the
+plain numbers (for sorting), links checked, the caveats that go with the numbers, the curves and examples of
+`figures`. Both templates (`templates/index.html.j2`, `templates/leaderboard.md.j2`) read only this."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.parse
+from pathlib import Path
+
+import matplotlib
+from benchmark.leaderboard.aggregate import FULL, WORST, Group, Paired, table1
+from benchmark.leaderboard.figures import gallery_view, method_colors, robustness_svgs
+from benchmark.leaderboard.study import study_view
+
+from benchmark.record import eps_text
+
+SELECTION_TIME_NOTE = ("Selection time is the selector's own, given its proxies' outputs; training the proxies (the "
+                       "shared one, once per seed, and any a method trains for itself) is not counted in it.")
+
+
+# --- text of numbers, shared by both pages ------------------------------------------------------
+def safe_url(url) -> str | None:
+    """`url` when it is a plain http(s) URL, else None (javascript:, data:, relative paths, junk)."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    if not url or any(ord(c) < 33 or c in "\"'<>`\\" for c in url):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def pct(value, digits: int = 2) -> str:
+    return f"{100 * value:.{digits}f}" if _finite(value) else "n/a"
+
+
+def pm(mean, std, digits: int = 2, scale: float = 100) -> str:
+    """'mean ± std' (std n/a for one seed)."""
+    if not _finite(mean):
+        return "n/a"
+    spread = f"{scale * std:.{digits}f}" if _finite(std) else "n/a"
+    return f"{scale * mean:.{digits}f} ± {spread}"
+
+
+def fraction_text(fraction: float) -> str:
+    return f"{fraction:g}"
+
+
+def paired_text(paired: Paired | None) -> str:
+    if paired is None:
+        return "(baseline)"
+    if paired.n == 0:
+        return "no Random run to pair with"
+    if not paired.has_interval:
+        return f"{100 * paired.mean:+.2f} (1 pair: no interval)"
+    mark = " *" if paired.significant else ""
+    return f"{100 * paired.mean:+.2f} [{100 * paired.low:+.2f}, {100 * paired.high:+.2f}]{mark}"
+
+
+def holm_text(paired: Paired | None) -> str:
+    if paired is None or not paired.has_interval or not _finite(paired.adjusted):
+        return "—"
+    verdict = "better" if paired.mean > 0 else "worse"
+    return f"{verdict} (p = {paired.adjusted:.3f})" if paired.significant_adjusted else \
+        f"no difference (p = {paired.adjusted:.2f})"
+
+
+def markdown_escape(text) -> str:
+    """Cell text that Markdown renders as itself: every whitespace run (newlines, tabs, separators) becomes
+    one space, and characters with a meaning in tables, links, emphasis, code, strikethrough or HTML are
+    escaped (so no link, autolink, image or row can be made from a record's strings)."""
+    text = re.sub(r"\s+", " ", str(text), flags=re.UNICODE)
+    text = re.sub(r"([\\`*_\[\]|#~])", r"\\\1", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _value(value, scale: float = 100):
+    """A number for data-value attributes (sortable), '' when missing."""
+    return "" if not _finite(value) else repr(round(scale * value, 6))
+
+
+# --- the sections ------------------------------------------------------------------------------------------
+def _record_links(paths: list[Path], hrefs: dict[Path, str], seeds: list[int]) -> list[dict]:
+    return [{"text": f"s{seed}", "href": hrefs[path]} for seed, path in zip(seeds, paths)]
+
+
+def _cell(mean, std, digits: int = 2, scale: float = 100) -> dict:
+    return {"text": pm(mean, std, digits, scale), "value": _value(mean, scale)}
+
+
+def _comparison(paired: Paired | None) -> dict:
+    return {"text": paired_text(paired), "holm": holm_text(paired),
+            "value": "" if paired is None or paired.n == 0 else _value(paired.mean),
+            "significant": bool(paired is not None and paired.significant_adjusted),
+            "up": bool(paired is not None and _finite(paired.mean) and paired.mean > 0)}
+
+
+def caveats(group: Group) -> list[str]:
+    """What a reader must know before trusting the section's numbers, stated where the numbers are."""
+    facts = group.facts
+    seeds = len(facts["seeds"])
+    test_set = (f"a test set of {', '.join(map(str, facts['test_size']))} images" if facts["test_size"] else
+                "a test set whose size the records do not state (version 1)")
+    lines = [f"Scale: {', '.join(map(str, facts['pool_size']))} pool images, {test_set}, {facts['epochs']} epochs of "
+             f"{facts['model']}."]
+    if _finite(facts["full_clean"]):
+        lines.append(f"A model on the whole pool reaches {100 * facts['full_clean']:.1f} % clean accuracy here: "
+                     f"these numbers compare methods at this scale and say little about full-scale training.")
+    lines.append(f"Each cell is the mean ± sample std over the seeds of that row ({seeds} seed(s) at most); with "
+                 f"three seeds, differences of a few points are within the noise, as the intervals show.")
+    if group.schema.endswith("/1"):
+        lines.append("Version 1 records: FGSM alone, and an image wrong when clean but classified correctly under "
+                     "attack counts as robust, so robustness is overstated (and can rise with eps).")
+    else:
+        attacks = ", ".join(name for name in group.attacks if name != WORST)
+        lines.append(f"Robust accuracy counts an image only if it is classified correctly both clean and under "
+                     f"attack; the worst case is over {attacks}, image by image. Ranked by the worst case at "
+                     f"{eps_text(group.headline_eps)}.")
+        if facts.get("cross_check_images"):
+            lines.append(f"Every attack was cross-checked against an independent implementation on "
+                         f"{facts['cross_check_images']} images per eps in every run (a disagreement beyond its "
+                         f"tolerance fails the run).")
+    if facts["flagged"]:
+        lines.append(f"{facts['flagged']} of {facts['records']} runs are flagged (near-chance model, too few "
+                     f"training steps, or a failed sanity check of the attacks): see the flags column.")
+    return lines
+
+
+def views(groups: list[Group], hrefs: dict[Path, str]) -> list[dict]:
+    """What the templates show, per group: formatted text next to the plain numbers (for sorting)."""
+    return [_view(group, hrefs) for group in groups]
+
+
+def _view(group: Group, hrefs: dict[Path, str]) -> dict:
+    summary = group.summary
+    table = table1(summary)
+    order = table.index.tolist()
+    methods = [summary[summary["label"] == label]["method"].iloc[0] for label in order]
+    colors = method_colors(order, methods)
+    rows = []
+    for row in summary.itertuples():
+        url = safe_url(row.url)
+        rows.append({
+            "label": row.label, "method": row.method, "params": row.params_text, "paper": row.paper, "url": url,
+            "fraction": row.fraction, "budget": row.budget, "n": row.n, "index": order.index(row.label),
+            "headline": _cell(row.headline_mean, row.headline_std),
+            "clean": _cell(row.clean_mean, row.clean_std),
+            "relative": {"text": pm(row.relative_mean, row.relative_std, digits=1)
+                         + (" †" if row.relative_fallback else ""), "value": _value(row.relative_mean)},
+            "worst_mean": _cell(row.worst_mean_mean, row.worst_mean_std),
+            "vs_headline": _comparison(row.vs_random_headline), "vs_clean": _comparison(row.vs_random_clean),
+            "seconds": _cell(row.select_seconds_mean, row.select_seconds_std, scale=1),
+            "flags": row.flags, "flagged_runs": row.flagged_runs,
+            "records": _record_links(row.paths, hrefs, row.seeds),
+            "measures": row.measures,
+        })
+    ranked = []
+    for fraction in group.fractions:
+        members = [r for r in rows if r["fraction"] == fraction]
+        if all(r["method"] == FULL for r in members):
+            continue
+        scored = [r for r in members if r["method"] != FULL]
+        ranked.append({"fraction": fraction_text(fraction),
+                       "rows": [{**r, "rank": i + 1} for i, r in enumerate(scored)]})
+    full_rows = [r for r in rows if r["method"] == FULL]
+    attack_tables = []
+    for attack in group.attacks:
+        for threat in sorted({t for name, t, _ in group.measures if name == attack}):
+            eps_values = [e for name, t, e in group.measures if name == attack and t == threat]
+            attack_tables.append({
+                "name": "worst case" if attack == WORST else attack, "eps": [eps_text(e, threat) for e in eps_values],
+                "rows": [{"label": r["label"], "url": r["url"], "fraction": r["fraction"],
+                          "cells": [_cell(*r["measures"].get((attack, threat, e), (math.nan, math.nan)))
+                                    for e in eps_values]} for r in rows]})
+    table1_rows = []
+    first = {row.label: (row.method, row.paper, row.url) for row in summary.itertuples()}
+    for label, cells in table.iterrows():
+        method, paper, url = first[label]
+        table1_rows.append({"label": label, "method": method, "paper": paper, "url": safe_url(url),
+                            "cells": [{"text": "—", "value": "", "n": 0} if cell is None else
+                                      {"text": pm(cell[0], cell[1]), "value": _value(cell[0]), "n": cell[2]}
+                                      for cell in cells]})
+    galleries = [g for g in (gallery_view(row) for row in summary.itertuples()
+                             if row.fraction == min(group.fractions)) if g is not None]
+    legend = [{"index": i, "label": label, "color": matplotlib.colors.to_hex(colors[label][0]),
+               "dashed": colors[label][1] != "-"} for i, label in enumerate(order)]
+    return {"id": group.id, "title": group.title, "facts": group.facts, "facts_line": facts_line(group.facts),
+            "schema": group.schema,
+            "headline_eps": eps_text(group.headline_eps), "caveats": caveats(group),
+            "fractions": [fraction_text(f) for f in table.columns], "table1": table1_rows, "ranked": ranked,
+            "full_rows": full_rows, "attack_tables": attack_tables, "rows": rows, "legend": legend,
+            "curves": robustness_svgs(group, order, colors), "galleries": galleries,
+            "attacks": [a for a in group.attacks if a != WORST], "study": study_view(group),
+            "protocol": json.dumps(group.protocol.to_json(), sort_keys=True)}
+
+
+def facts_line(facts: dict) -> str:
+    return (f"dataset {facts['dataset']}, pool size {', '.join(map(str, facts['pool_size']))}, test set "
+            f"{', '.join(map(str, facts['test_size'])) or 'n/a'}, model {facts['model']}, preset {facts['preset']}, "
+            f"{facts['epochs']} epochs, lr {', '.join(f'{x:g}' for x in facts['lrs'])}, batch {facts['batch_size']}, "
+            f"proxy {facts['proxy_epochs']} epochs, eps grid {', '.join(f'{e:g}' for e in facts['eps_255'])} /255, "
+            f"seeds {', '.join(map(str, facts['seeds']))}; records written by coreset-bench "
+            f"{', '.join(facts['packages'])} on {', '.join(facts['devices'])}")

@@ -1,0 +1,128 @@
+"""The record model: every published record reads and writes back byte for byte, old versions are read, eps has
+one unit and one spelling, and a record that disagrees with itself is refused."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.record import (
+    Record,
+    RecordError,
+    budget_for,
+    eps_text,
+    pack_mask,
+    parse_eps,
+    unpack_mask,
+)
+from benchmark.schema import check_record
+from tests.records import make_record, make_record_v2
+
+REPO = Path(__file__).resolve().parent.parent
+PUBLISHED = sorted((REPO / "submissions").rglob("*.json"))
+
+
+def test_every_published_record_reads_and_writes_back_byte_for_byte():
+    assert len(PUBLISHED) >= 100
+    for path in PUBLISHED:
+        text = path.read_text()
+        record = Record.parse(text)
+        assert record.dumps() == text, path
+        assert record.problems() == [], path
+
+
+@pytest.mark.parametrize("make", [make_record, make_record_v2])
+def test_both_versions_read_into_one_model(make):
+    data = make()
+    record = Record.from_json(data)
+    assert record.to_json() == data
+    assert record.version == int(data["schema"][-1])
+    assert set(record.worst_linf()) == set(data["protocol"]["eps"])  # version 1: FGSM stands for the worst case
+
+
+def test_unknown_and_missing_fields_are_refused_with_their_path():
+    data = make_record_v2()
+    data["training"]["sneaky"] = 1
+    with pytest.raises(RecordError, match=r"training\.sneaky: is not a field"):
+        Record.from_json(data)
+    data = make_record_v2()
+    del data["attacks"][0]["params"]
+    with pytest.raises(RecordError, match=r"attacks\.0: 'params' is a required property"):
+        Record.from_json(data)
+
+
+def test_a_record_refuses_to_be_written_when_its_schema_would_refuse_it():
+    record = Record.from_json(make_record_v2())
+    broken = dataclasses.replace(record, clean_accuracy=1.5)
+    with pytest.raises(RecordError, match="clean_accuracy"):
+        broken.dumps()
+
+
+def test_eps_is_stored_in_pixel_units_and_written_as_a_fraction_of_255():
+    assert parse_eps("8/255") == 8 / 255 and parse_eps("8") == 8 / 255 and parse_eps("0") == 0
+    assert parse_eps("0.5/255") == 0.5 / 255
+    assert parse_eps("0.5", "L2") == 0.5 and parse_eps("64/255", "L2") == 64 / 255
+    assert eps_text(8 / 255) == "8/255" and eps_text(0.5, "L2") == "0.5 (L2)"
+    for text in ("0.031", "0.5"):
+        with pytest.raises(ValueError, match="ambiguous"):
+            parse_eps(text)  # 8/255 or 0.031/255? refused, with both spellings offered
+    for text in ("-1", "nan", "inf", "1/0", "x/255", ""):
+        with pytest.raises(ValueError):
+            parse_eps(text)
+
+
+def test_masks_round_trip_and_refuse_the_wrong_size():
+    bits = np.random.default_rng(0).random(13) < 0.5
+    assert np.array_equal(unpack_mask(pack_mask(bits), 13), bits)
+    with pytest.raises(ValueError):
+        unpack_mask(pack_mask(bits), 20)
+    with pytest.raises(ValueError):
+        unpack_mask(pack_mask(np.ones(16, dtype=bool)), 13)  # bits set past the end
+
+
+def test_the_budget_is_defined_once():
+    assert budget_for(1800, 0.1) == 180 and budget_for(10, 0.001) == 1 and budget_for(10, 1.0) == 10
+
+
+def _forged(change) -> list[str]:
+    data = make_record_v2(clean=0.5, test_size=200)
+    change(data)
+    return check_record(data, "x.json")
+
+
+def test_a_mask_robust_where_the_image_is_wrong_when_clean_is_refused():
+    size = 200
+
+    def shift(data):
+        # same count as before, but the robust images are the last ones, which are wrong when clean
+        attack = data["attacks"][0]
+        count = round(attack["accuracy"] * size)
+        bits = np.zeros(size, dtype=bool)
+        bits[size - count:] = True
+        attack["robust"] = pack_mask(bits)
+
+    problems = _forged(shift)
+    assert any("attacks[0].robust" in p and "wrong when clean" in p for p in problems), problems
+
+
+def test_a_worst_case_that_is_not_the_and_of_its_attacks_is_refused():
+    def shuffle(data):
+        worst = data["worst_case"][0]
+        bits = unpack_mask(worst["robust"], 200)
+        worst["robust"] = pack_mask(np.roll(bits, 1))  # same count, other images
+
+    problems = _forged(shuffle)
+    assert any("worst_case[0].robust" in p for p in problems), problems
+
+    def rename(data):
+        data["worst_case"][0]["attacks"] = ["fgsm"]  # pgd ran at that eps too
+
+    problems = _forged(rename)
+    assert any("worst_case[0].attacks" in p for p in problems), problems
+
+
+def test_the_helper_records_are_consistent():
+    assert _forged(lambda data: None) == []
+    assert json.loads(Record.from_json(make_record_v2()).dumps()) == make_record_v2()
