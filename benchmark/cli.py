@@ -176,6 +176,28 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cpus-per-run", type=int, default=1, metavar="N",
                        help="CPUs (torch threads) per Ray task on a cluster without GPUs (default 1)")
 
+    job = verbs.add_parser("job", help="a board's next runs within a time budget, several per device, packed into "
+                           "one archive (for GPU windows)",
+                           description="Runs the next missing runs of a board in priority order (the study's "
+                           "methods and the full pool first, smaller fractions first, seeds in order), several at "
+                           "once on one device, starting a run only if it can finish before the budget ends, then "
+                           "packs the finished records (and model weights while they fit) into one archive.")
+    job.add_argument("--methods", default="all", help="all (default), or a comma-separated list")
+    job.add_argument("--param", type=_param, action="append", default=[], metavar="METHOD.KEY=VALUE")
+    _add_protocol_options(job, grid=True)
+    job.add_argument("--budget", type=float, required=True, metavar="SECONDS",
+                     help="wall-clock seconds the job may take, packing included")
+    job.add_argument("--margin", type=float, default=30.0, metavar="SECONDS",
+                     help="seconds kept for packing at the end (default 30)")
+    job.add_argument("--runs-per-device", type=int, default=1, metavar="K", help="runs at once (default 1)")
+    job.add_argument("--done", type=Path, action="append", default=[], metavar="DIR",
+                     help="records already on the board (e.g. submissions/standard): their runs are skipped and "
+                     "their timings estimate the others' (repeatable)")
+    job.add_argument("--archive", type=Path, metavar="FILE", help="the archive to write (default OUT/job.tar.gz)")
+    job.add_argument("--archive-limit-mb", type=float, default=16.0, metavar="MB",
+                     help="the archive's size limit in MiB (default 16)")
+    job.add_argument("--dry-run", action="store_true", help="print the runs in order, with what is done")
+
     select = verbs.add_parser("select", help="export the coreset a method chooses, as JSON",
                               description="Selects one coreset and writes its indices (into the pool and "
                               "into the training set) as JSON.")
@@ -318,6 +340,33 @@ def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_goin
                         f"run the same command again to do only those")
 
 
+def _cmd_job(args) -> None:
+    from benchmark.job import board_order, done_names, job
+    from benchmark.plan import method_params, parse_methods
+
+    methods = parse_methods(args.methods)
+    params = method_params(methods, args.param)
+    protocol = _protocol(args)
+    if args.dry_run:
+        recorded = done_names([args.out, *args.done])
+        for spec in board_order(protocol, methods, params, args.out):
+            print(f"{'done' if spec.record.name in recorded else 'to run':7} {spec.label}")
+        return
+    if not 0 < args.archive_limit_mb <= 1024:
+        raise UserError(f"--archive-limit-mb must be in (0, 1024], got {args.archive_limit_mb}")
+    if not 0 <= args.margin < args.budget:
+        raise UserError(f"--margin must be at least 0 and below --budget, got {args.margin}")
+    grid = _grid_args(args)
+    result = job(protocol=protocol, methods=methods, params=params, budget=args.budget,
+                 runs_per_device=args.runs_per_device, done=args.done, device=args.device,
+                 archive=args.archive or args.out / "job.tar.gz", archive_limit=int(args.archive_limit_mb * 2 ** 20),
+                 margin=args.margin, threads=args.threads, eval_batch_size=args.eval_batch_size, **grid)
+    for line in result.lines():
+        print(line)
+    if result.failed:
+        raise UserError(f"{len(result.failed)} run(s) failed (listed above); the others are recorded")
+
+
 def _cmd_select(args) -> None:
     from benchmark.data import default_cache_dir
     from benchmark.protocol import ProtocolError
@@ -416,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
         _set_threads(getattr(args, "threads", None))
-        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "select": _cmd_select, "attack": _cmd_attack,
+        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "job": _cmd_job, "select": _cmd_select, "attack": _cmd_attack,
                  "methods": _cmd_list, "attacks": _cmd_list, "datasets": _cmd_list, "presets": _cmd_list,
                  "leaderboard": _cmd_leaderboard, "validate": _cmd_validate, "export": _cmd_export}
         verbs[args.verb](args)

@@ -17,7 +17,7 @@ import torch
 from benchmark.models import build_model
 from benchmark.seeding import derive_seed
 from benchmark.selection import TrainingDynamics, ValidationOutputs
-from benchmark.storage import read_tensors, write_tensors
+from benchmark.storage import file_lock, read_tensors, write_tensors
 from benchmark.train import DynamicsRecorder, TrainConfig, TrainingClock, predict, prepare, train_model
 
 log = logging.getLogger("benchmark")
@@ -114,23 +114,32 @@ class ProxyFeatures:
     def _shared(self) -> dict:
         """The shared proxy's weights, outputs and training dynamics, trained or from the cache."""
         if self._stored is None:
-            stored = self._load(self.seed, self.config.epochs)
-            if stored is None or "embeddings" not in stored:
-                dynamics = DynamicsRecorder(self.config.epochs, len(self.data.pool_images),
-                                            self.data.pool_images.device)
-                model = self._train(self.seed, self.config.epochs, "proxy", dynamics)
-                logits, embeddings = predict(model, self.data.pool_images, embed=True)
-                val_logits, val_embeddings = predict(model, self.data.val_images, embed=True)
-                stored = {**{f"model.{k}": v for k, v in model.state_dict().items()},
-                          "embeddings": embeddings, "probabilities": logits.softmax(1),
-                          "val_embeddings": val_embeddings, "val_probabilities": val_logits.softmax(1),
-                          "correct": dynamics.correct, "margin": dynamics.margin, "loss": dynamics.loss}
-                self._store(stored, self.seed, self.config.epochs)
-            else:
-                log.info("proxy: loaded from the cache (%s)", self._cache_file(self.seed, self.config.epochs).name)
-            device = self.data.pool_images.device
-            self._stored = {name: tensor.to(device) for name, tensor in stored.items()}
+            with file_lock(self._lock_file(self.seed, self.config.epochs)):  # runs beside this one wait, then load
+                self._stored = self._shared_locked()
         return self._stored
+
+    def _lock_file(self, seed: int, epochs: int) -> Path:
+        path = self._cache_file(seed, epochs)
+        return path.with_name(path.stem + ".lock")
+
+    def _shared_locked(self) -> dict:
+        """The shared proxy, trained or loaded; called with its lock held."""
+        stored = self._load(self.seed, self.config.epochs)
+        if stored is None or "embeddings" not in stored:
+            dynamics = DynamicsRecorder(self.config.epochs, len(self.data.pool_images),
+                                        self.data.pool_images.device)
+            model = self._train(self.seed, self.config.epochs, "proxy", dynamics)
+            logits, embeddings = predict(model, self.data.pool_images, embed=True)
+            val_logits, val_embeddings = predict(model, self.data.val_images, embed=True)
+            stored = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                      "embeddings": embeddings, "probabilities": logits.softmax(1),
+                      "val_embeddings": val_embeddings, "val_probabilities": val_logits.softmax(1),
+                      "correct": dynamics.correct, "margin": dynamics.margin, "loss": dynamics.loss}
+            self._store(stored, self.seed, self.config.epochs)
+        else:
+            log.info("proxy: loaded from the cache (%s)", self._cache_file(self.seed, self.config.epochs).name)
+        device = self.data.pool_images.device
+        return {name: tensor.to(device) for name, tensor in stored.items()}
 
     def cached(self) -> bool:
         """Whether the shared proxy is in the cache already (the sweep's dry run counts those to train)."""
@@ -161,14 +170,17 @@ class ProxyFeatures:
         models = []
         for i in range(count):
             seed = derive_seed(self.seed, f"proxy-{i}")
-            stored = self._load(seed, epochs) if epochs else None
-            if stored is not None:
-                models.append(self._with_weights(seed, stored))
-                continue
-            if epochs == 0:  # an untrained proxy (e.g. scores at initialisation)
-                models.append(self._fresh(seed).eval())
-                continue
-            model = self._train(seed, epochs, f"proxy {i + 1}/{count}", None)
-            self._store({f"model.{k}": v for k, v in model.state_dict().items()}, seed, epochs)
-            models.append(model.eval())
+            with file_lock(self._lock_file(seed, epochs)):
+                models.append(self._own_proxy(i, count, seed, epochs))
         return models
+
+    def _own_proxy(self, i: int, count: int, seed: int, epochs: int) -> torch.nn.Module:
+        """One of a method's own proxies, trained or loaded; called with its lock held."""
+        stored = self._load(seed, epochs) if epochs else None
+        if stored is not None:
+            return self._with_weights(seed, stored)
+        if epochs == 0:  # an untrained proxy (e.g. scores at initialisation)
+            return self._fresh(seed).eval()
+        model = self._train(seed, epochs, f"proxy {i + 1}/{count}", None)
+        self._store({f"model.{k}": v for k, v in model.state_dict().items()}, seed, epochs)
+        return model.eval()

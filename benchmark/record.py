@@ -3,8 +3,9 @@ leaderboard, `export` and `attack` read it back (`Record.from_json`). This is th
 record's key names: everything else reads typed attributes. Torch-free (numpy and jsonschema only), so the pages
 render without torch.
 
-- Versions: `coreset-bench/run/2` is written; `coreset-bench/run/1` (FGSM only, no masks, no weights) is still
-  read, into the same classes, its missing parts `None` or empty. The published JSON Schemas are
+- Versions: `coreset-bench/run/3` is written (version 2 and the run's provenance and failed attacks; closed
+  objects); versions 2 and 1 (FGSM only, no masks, no weights) are still read, into the same classes, their
+  missing parts `None` or empty. The published JSON Schemas are
   `benchmark/schemas/run-N.schema.json`; `to_json` output is checked against them before it is written.
 - Parts are frozen dataclasses whose fields are the JSON keys, in the order they are written; a field that is
   `None` is absent from the JSON (older records lack some), so a record read and written again is the same JSON.
@@ -33,8 +34,9 @@ from typing import Any
 import numpy as np
 
 SCHEMA_V1 = "coreset-bench/run/1"
-SCHEMA = "coreset-bench/run/2"
-SCHEMAS_READ = (SCHEMA_V1, SCHEMA)
+SCHEMA_V2 = "coreset-bench/run/2"
+SCHEMA = "coreset-bench/run/3"
+SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA)
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 _SCHEMA_PATTERN = re.compile(r"^coreset-bench/run/(\d+)$")
 FGSM_V1_TOLERANCE = 0.001  # version 1: |torchattacks - in-house| FGSM accuracy, 0.1 percentage points
@@ -316,6 +318,17 @@ class AttackResult(Part):
 
 
 @dataclass(frozen=True)
+class AttackFailure(Part):
+    """An attack of the suite that did not produce results (it raised, returned what the harness refuses, or
+    disagreed with its reference): the rest of the suite ran, and `attack` can run it again later."""
+
+    name: str
+    params: dict
+    eps: tuple[float, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class WorstCase(Part):
     """Per threat and eps: an image is robust only if right clean and robust to every attack named."""
 
@@ -370,6 +383,12 @@ class Environment(Part):
     device_name: str | None = None
     threads: int | None = None
     peak_memory_mb: dict | None = None
+    cuda: str | None = None  # the CUDA torch was built with; None on a CPU
+    cudnn: str | None = None
+    cpu: str | None = None  # model name and family, e.g. "AMD EPYC 9654 (family 25)"
+    cpu_capability: str | None = None  # torch.backends.cpu.get_cpu_capability(), e.g. "AVX512"
+    git_commit: str | None = None  # of the checkout the run was made with ("unknown" outside one)
+    git_dirty: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,6 +419,7 @@ class Record(Part):
     created: str = ""
     gallery: Gallery | None = None
     reevaluations: tuple[Reevaluation, ...] | None = None
+    attack_failures: tuple[AttackFailure, ...] | None = None
 
     # --- reading ---
     @classmethod
@@ -621,11 +641,13 @@ def _consistency_v2(record: Record) -> list[tuple[str, str]]:
                                  f"that eps in {int((bits != expected).sum())} image(s)"))
     for key in sorted(set(accuracies) - covered):
         problems.append(("worst_case", f"has no entry for {key[0]} eps {key[1]:.4g}, where attacks ran"))
+    failed = {failure.name for failure in record.attack_failures or ()}
     for j, spec in enumerate(record.protocol.attacks or ()):
         for eps in spec.eps or record.protocol.eps:
-            if not any(a.name == spec.name and math.isclose(a.eps, eps, rel_tol=1e-9) for a in record.attacks):
+            if spec.name not in failed and not any(a.name == spec.name and math.isclose(a.eps, eps, rel_tol=1e-9)
+                                                   for a in record.attacks):
                 problems.append((f"protocol.attacks[{j}]", f"{spec.name} at eps {eps:.4g} is in the protocol but "
-                                 f"has no result in attacks"))
+                                 f"has no result in attacks (nor a failure in attack_failures)"))
     return problems
 
 

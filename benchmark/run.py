@@ -24,7 +24,6 @@ from benchmark.protocol import Protocol
 from benchmark.proxy import PoolData, build_proxy
 from benchmark.record import (
     SCHEMA,
-    Environment,
     Gallery,
     LrTrial,
     ModelWeights,
@@ -205,11 +204,13 @@ def _saved_selection(spec: RunSpec, *, selector: Selector, data: PoolData, proto
 def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
             cache_dir: Path, eval_batch_size: int | None = None) -> Record:
     """Selects, trains, attacks and writes the record. Everything on the way is saved under `spec.partial`
-    (the selection, a checkpoint per epoch), so a killed run resumes where it was; the record is written
-    last and the partial state is removed after it."""
+    (the selection, a checkpoint per epoch), so a killed run resumes where it was; the model's weights are
+    written as soon as it is trained (an attack that fails is recorded as failed and the others still run);
+    the record is written last and the partial state is removed after it."""
     selector = create_selector(spec.method, spec.params)
     device = data.pool_images.device
     memory = PeakMemory(device)
+    path = spec.record
     try:
         with memory.phase("selection"):
             selection, selection_seconds, proxy_seconds = _saved_selection(
@@ -217,19 +218,19 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         with memory.phase("training"):
             trained = train_on_selection(data=data, selection=selection, protocol=protocol, seed=spec.seed,
                                          checkpoints=spec.partial)
-        model = trained.model
-        with memory.phase("evaluation"):
-            measured = evaluate(model, data.test_images, data.test_labels, protocol.suite(), seed=spec.seed,
-                                batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images,
-                                test_sha256=test_sha256(data.test_images, data.test_labels))
     except UserError:
         remove_partial(spec)  # bad input fails the same way every time: nothing of it is worth keeping
         raise
     except BaseException:
         _remove_if_empty(spec.partial, spec.partial.parent)  # what was saved stays for the resume; empty folders do not
         raise
+    model = trained.model
+    weights_sha256 = write_weights(artifact_path(path, "model"), model.state_dict())
+    with memory.phase("evaluation"):  # on any failure here the checkpoints stay: a resumed run skips training
+        measured = evaluate(model, data.test_images, data.test_labels, protocol.suite(), seed=spec.seed,
+                            batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images,
+                            test_sha256=test_sha256(data.test_images, data.test_labels))
 
-    path = spec.record
     arrays = {"pool_indices": selection.indices, "train_indices": pool_indices[selection.indices]}
     if selection.weights is not None:
         arrays["weights"] = selection.weights
@@ -245,20 +246,17 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
                                 proxy_training_seconds=proxy_seconds, weighted=selection.weights is not None,
                                 artifact=artifact_path(path, "selection").name),
         training=training,
-        model_weights=ModelWeights(artifact=artifact_path(path, "model").name, sha256="", format="safetensors",
-                                   image_size=data.image_size, num_classes=data.num_classes),
+        model_weights=ModelWeights(artifact=artifact_path(path, "model").name, sha256=weights_sha256,
+                                   format="safetensors", image_size=data.image_size, num_classes=data.num_classes),
         clean_accuracy=measured.clean_accuracy, evaluation=measured.evaluation, attacks=measured.attacks,
         worst_case=measured.worst_case, checks=measured.checks,
         flags=run_flags(clean=measured.clean_accuracy, num_classes=data.num_classes,
                         test_size=len(data.test_labels), top_share=measured.top_prediction_share,
-                        steps=training.steps, checks=measured.checks),
-        environment=Environment(**environment(device), peak_memory_mb=memory.phases),
-        created=now())
+                        steps=training.steps, checks=measured.checks, failures=measured.failures),
+        environment=environment(device, peak_memory_mb=memory.phases),
+        created=now(), attack_failures=measured.failures)
     # artifacts first, the record last: a record on disk always has its files beside it
     write_npz(artifact_path(path, "selection"), **arrays)
-    weights = dataclasses.replace(record.model_weights, sha256=write_weights(artifact_path(path, "model"),
-                                                                               model.state_dict()))
-    record = dataclasses.replace(record, model_weights=weights)
     if measured.gallery is not None:
         write_npz(artifact_path(path, "gallery"), class_names=np.asarray(data.class_names), **measured.gallery)
         record = dataclasses.replace(record, gallery=Gallery(artifact=artifact_path(path, "gallery").name,

@@ -11,6 +11,7 @@ the whole file or none), and every file it reads back is verified before it is u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -18,6 +19,7 @@ import os
 import re
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,22 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock held while the block runs, on `path` (created, never removed: removing a lock file
+    another process waits on would let a third one in). Processes on one machine, or on a file system with
+    POSIX locks, wait for each other; the lock goes with the process, so a killed holder frees it."""
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_writable(directory: Path) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from benchmark.leaderboard.aggregate import FULL, RANDOM, WORST, Group
 from scipy.stats import spearmanr
 
-STUDY_METHODS = ("random", "cal", "contextual_diversity", "glister", "grand", "graphcut", "moderate_ds")
+from benchmark.study import STUDY_METHODS
+
 REPORTED = Path(__file__).resolve().parent / "study.json"
 COLLAPSE_EPS = 8 / 255
 COLLAPSE_RATIO = 0.1

@@ -1,6 +1,7 @@
 """Records shaped as the harness writes them, for the schema, leaderboard and export tests: version 1 (FGSM
-only, `make_record`) and version 2 (`make_record_v2`, the suite with per-image masks consistent with its
-accuracies), and a writer that names files after their run."""
+only, `make_record`), version 2 (`make_record_v2`, the suite with per-image masks consistent with its
+accuracies) and version 3 (`make_record_v3`: and provenance, failed attacks), and a writer that names files after
+their run."""
 
 import base64
 import copy
@@ -108,6 +109,20 @@ def make_record_v2(method="random", *, fraction=0.1, seed=0, clean=0.5, fgsm=Non
                         "device_name": "x86_64", "threads": 2},
         "created": "2026-01-02T03:04:05+00:00",
     }
+
+
+V3 = "coreset-bench/run/3"
+
+
+def make_record_v3(method="random", **given) -> dict:
+    """A valid version-3 record: version 2's, with the provenance and the (empty) list of failed attacks a run
+    now writes."""
+    record = make_record_v2(method, **given)
+    record["schema"] = V3
+    record["environment"].update({"cpu": "x86_64 (family 6)", "cpu_capability": "AVX2", "git_commit": "a" * 40,
+                                  "git_dirty": False})
+    record["attack_failures"] = []
+    return record
 
 
 def write_records(directory: Path, records: list[dict]) -> list[Path]:

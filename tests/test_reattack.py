@@ -100,3 +100,35 @@ def test_a_different_test_set_is_refused(stored, tmp_path, capsys):
     assert main(["attack", str(records), "--attack", "pgd", "--eps", "2"]) == 2
     assert "the test set loaded now differs from the one the run used" in capsys.readouterr().err
     assert _snapshot(records) == before
+
+
+def test_a_failing_attack_is_recorded_the_rest_runs_and_attack_finishes_it_later(tmp_path, capsys, monkeypatch):
+    """An attack that raises mid-suite (pgd-l2 once died this way after a whole training): the run still writes
+    its weights and a record with the other attacks, the failure listed and flagged; `attack` runs it again
+    once it works and the failure is gone."""
+    from benchmark.attacks.pgd import PGD
+
+    original = PGD.perturb_grid
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("view size is not compatible with input tensor's size and stride")
+
+    monkeypatch.setattr(PGD, "perturb_grid", broken)
+    out = tmp_path / "records"
+    args = [arg if arg != "fgsm" else "fgsm,pgd" for arg in TINY]
+    assert main(["-q", "run", "--method", "random", *args, "--attack-param", "pgd.steps=3", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    (path,) = out.glob("*.json")
+    record = json.loads(path.read_text())
+    assert {a["name"] for a in record["attacks"]} == {"fgsm"}
+    (failure,) = record["attack_failures"]
+    assert failure["name"] == "pgd" and "view size is not compatible" in failure["reason"]
+    assert "attack-failed" in [f["code"] for f in record["flags"]]
+    assert (out / record["model_weights"]["artifact"]).is_file()
+    load_records([out])
+    monkeypatch.setattr(PGD, "perturb_grid", original)
+    assert main(["attack", str(out), "--attack", "pgd", "--eps", "2,8", "--param", "steps=3"]) == 0
+    record = json.loads(path.read_text())
+    assert record["attack_failures"] == [] and "attack-failed" not in [f["code"] for f in record["flags"]]
+    assert {w["eps"]: w["attacks"] for w in record["worst_case"]} == {2 / 255: ["fgsm", "pgd"],
+                                                                       8 / 255: ["fgsm", "pgd"]}

@@ -126,3 +126,38 @@ def test_a_worst_case_that_is_not_the_and_of_its_attacks_is_refused():
 def test_the_helper_records_are_consistent():
     assert _forged(lambda data: None) == []
     assert json.loads(Record.from_json(make_record_v2()).dumps()) == make_record_v2()
+
+
+def test_the_current_schema_declares_every_field_the_record_classes_write():
+    """Version 3's objects are closed (no undeclared key), so every field a class writes must be declared, and
+    nothing is declared that no class writes."""
+    import benchmark.record as module
+    from benchmark.record import SCHEMA, schema_file
+
+    schema = json.loads(schema_file(int(SCHEMA.rsplit("/", 1)[1])).read_text())
+
+    def resolve(node):
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].split("/")[-1]]
+        return node
+
+    attack = resolve({"$ref": "#/$defs/attack"})
+    protocol = resolve({"$ref": "#/$defs/protocol"})
+    parts = {module.Record: schema, module.ProtocolSettings: protocol,
+             module.AttackSpec: protocol["properties"]["attacks"]["items"],
+             module.Selection: schema["properties"]["selection"], module.Training: schema["properties"]["training"],
+             module.LrTrial: schema["properties"]["training"]["properties"]["lr_grid"]["items"],
+             module.ModelWeights: schema["properties"]["model_weights"],
+             module.Evaluation: schema["properties"]["evaluation"], module.AttackResult: attack,
+             module.CrossCheck: attack["properties"]["cross_check"],
+             module.WorstCase: schema["properties"]["worst_case"]["items"],
+             module.Check: schema["properties"]["checks"]["items"], module.Flag: schema["properties"]["flags"]["items"],
+             module.Gallery: schema["properties"]["gallery"],
+             module.Reevaluation: schema["properties"]["reevaluations"]["items"],
+             module.AttackFailure: schema["properties"]["attack_failures"]["items"],
+             module.Environment: schema["properties"]["environment"]}
+    version_1_only = {"inhouse_accuracy", "max_abs_diff"}
+    for part, node in parts.items():
+        fields = {f.name for f in dataclasses.fields(part)} - version_1_only
+        assert set(node["properties"]) == fields, part.__name__
+        assert node["additionalProperties"] is False, part.__name__

@@ -11,7 +11,7 @@ from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.records import SCHEMA
 from benchmark.schema import SchemaError, check_record, load_records, schema_file
-from tests.records import EPS, make_record, make_record_v2, mask, write_records
+from tests.records import EPS, make_record, make_record_v2, make_record_v3, mask, write_records
 
 
 def _set(record: dict, dotted: str, value) -> dict:
@@ -83,9 +83,9 @@ def test_each_violation_is_reported_with_file_and_field(tmp_path, field, value, 
 
 def test_a_future_schema_is_reported_alone(tmp_path):
     record = make_record()
-    record["schema"] = "coreset-bench/run/3"
+    record["schema"] = "coreset-bench/run/9"
     del record["attacks"]  # a newer format may differ anywhere: only the version is reported
-    assert check_record(record, "f.json") == ["f.json: schema: 'coreset-bench/run/3' was written by a newer version "
+    assert check_record(record, "f.json") == ["f.json: schema: 'coreset-bench/run/9' was written by a newer version "
                                               f"of coreset-bench; upgrade (this version reads {SCHEMA!r})"]
 
 
@@ -178,7 +178,7 @@ def test_helper_records_have_the_keys_run_one_writes():
         return {keyword.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
                 and getattr(node.func, "id", None) == called for keyword in node.keywords}
 
-    record = make_record_v2()
+    record = make_record_v3()
     assert keywords(benchmark.run.run_one, "Record") == set(record)
     assert keywords(benchmark.run.run_one, "SelectionPart") == set(record["selection"])
     assert keywords(benchmark.run.train_on_selection, "Training") == set(record["training"])
@@ -257,7 +257,7 @@ def test_symbolic_links_are_refused_not_followed(tmp_path):
 def test_published_schema_files_are_valid_json_schemas():
     import jsonschema
 
-    for version in (1, 2):
+    for version in (1, 2, 3):
         schema = json.loads(schema_file(version).read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["properties"]["schema"]["const"] == f"coreset-bench/run/{version}"

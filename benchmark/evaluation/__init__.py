@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.errors import UserError, failure_line
 from benchmark.evaluation.checks import (
     eps0_check,
+    failure_flags,
     large_eps_check,
     mask_checks,
     run_flags,
@@ -36,6 +39,7 @@ from benchmark.evaluation.suite import (
     run_attack,
 )
 from benchmark.record import (
+    AttackFailure,
     AttackResult,
     AttackSpec,
     Check,
@@ -46,6 +50,7 @@ from benchmark.record import (
     pack_mask,
 )
 
+log = logging.getLogger("benchmark")
 __all__ = ["CrossCheckFailed", "Measured", "build", "clean_predictions", "cross_check", "default_batch_size",
            "evaluate", "reevaluate", "run_flags"]
 
@@ -61,6 +66,7 @@ class Measured:
     checks: tuple[Check, ...]
     top_prediction_share: float
     gallery: dict | None
+    failures: tuple[AttackFailure, ...] = ()
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite: list[AttackSpec], *,
@@ -79,16 +85,24 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     shown_spec = gallery_attack(suite) if gallery else None
     shown = None
     right = np.flatnonzero(clean_correct)
+    failures = []
     for spec in suite:
-        result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
-                            checked=checked, keep=gallery if spec is shown_spec else 0)
+        try:
+            result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
+                                checked=checked, keep=gallery if spec is shown_spec else 0)
+            checks += eps0_check(model, images, labels, result.attack, right, seed)
+        except Exception as error:  # one attack's failure is recorded; the rest of the suite still runs
+            failures.append(AttackFailure(name=spec.name, params=build(spec).params(), eps=tuple(spec.eps),
+                                          reason=_reason(spec, error)))
+            log.warning("WARNING: %s failed and is recorded as failed: %s", spec.name, failures[-1].reason)
+            continue
         entries += result.entries
-        checks += eps0_check(model, images, labels, result.attack, right, seed)
         seconds[spec.name], cross_seconds[spec.name] = result.seconds, result.cross_check_seconds
         if spec is shown_spec:
             shown = gallery_arrays(model, images, labels, spec, result.kept)
     tick = time.perf_counter()
-    checks += large_eps_check(model, images, labels, suite, clean_correct, seed=seed, batch_size=batch_size)
+    working = [spec for spec in suite if spec.name not in {failure.name for failure in failures}]
+    checks += large_eps_check(model, images, labels, working, clean_correct, seed=seed, batch_size=batch_size)
     worst = worst_case(tuple(entries), clean_correct)
     checks += mask_checks(tuple(entries), worst, len(images))
     check_seconds = time.perf_counter() - tick
@@ -99,7 +113,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
                                   cross_checks=cross_seconds, total=time.perf_counter() - started),
         test_sha256=test_sha256)
     share = float(np.bincount(predictions).max() / len(images)) if len(images) else 0.0
-    return Measured(float(clean_correct.mean()), evaluation, tuple(entries), worst, tuple(checks), share, shown)
+    return Measured(float(clean_correct.mean()), evaluation, tuple(entries), worst, tuple(checks), share, shown,
+                    tuple(failures))
+
+
+def _reason(spec: AttackSpec, error: Exception) -> str:
+    """One line: the harness's own message (a cross-check that failed, a refused output), else the exception."""
+    return str(error) if isinstance(error, UserError) else failure_line(spec.name, error)
 
 
 def reevaluate(record: Record, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec, *,
@@ -118,8 +138,12 @@ def reevaluate(record: Record, model: nn.Module, images: torch.Tensor, labels: t
     right = np.flatnonzero(clean_correct)
     checks = kept + tuple(eps0_check(model, images, labels, measured.attack, right, record.seed)) \
         + tuple(mask_checks(entries, worst, size))
-    flags = tuple(f for f in record.flags or () if f.code != "sanity-check") + sanity_flags(checks)
-    return dataclasses.replace(record, attacks=entries, worst_case=worst, checks=checks, flags=flags)
+    failures = tuple(f for f in record.attack_failures or () if not (f.name == spec.name
+                                                                       and same_params(f.params, spec.params)))
+    flags = tuple(f for f in record.flags or () if f.code not in ("sanity-check", "attack-failed")) \
+        + sanity_flags(checks) + failure_flags(failures)
+    return dataclasses.replace(record, attacks=entries, worst_case=worst, checks=checks, flags=flags,
+                               attack_failures=failures if record.attack_failures is not None else None)
 
 
 def same_params(a: dict | None, b: dict | None) -> bool:

@@ -16,7 +16,17 @@ import numpy as np
 
 from benchmark.attacks import Attack, available_attacks
 from benchmark.evaluation.suite import batch, build, generator
-from benchmark.record import AttackResult, AttackSpec, Check, Flag, WorstCase, eps_text, pack_mask, unpack_mask
+from benchmark.record import (
+    AttackFailure,
+    AttackResult,
+    AttackSpec,
+    Check,
+    Flag,
+    WorstCase,
+    eps_text,
+    pack_mask,
+    unpack_mask,
+)
 
 LARGE_EPS = 64 / 255
 LARGE_EPS_MAX_ACCURACY = 0.01  # "near 0": at most 1 % of the test set robust at 64/255
@@ -120,9 +130,10 @@ def chance_threshold(num_classes: int, test_size: int) -> float:
 
 
 def run_flags(*, clean: float, num_classes: int, test_size: int, top_share: float, steps: int,
-              checks: tuple[Check, ...]) -> tuple[Flag, ...]:
-    """What is wrong with a run, loudly: near-chance models, one-class predictors, too few optimizer steps, and
-    failed sanity checks of the attacks (possible gradient masking)."""
+              checks: tuple[Check, ...], failures: tuple[AttackFailure, ...] = ()) -> tuple[Flag, ...]:
+    """What is wrong with a run, loudly: near-chance models, one-class predictors, too few optimizer steps,
+    failed sanity checks of the attacks (possible gradient masking), and attacks that failed (the worst case is
+    then over the others only)."""
     flags = []
     threshold = chance_threshold(num_classes, test_size)
     if clean <= threshold:
@@ -132,7 +143,15 @@ def run_flags(*, clean: float, num_classes: int, test_size: int, top_share: floa
         flags.append(Flag("one-class", f"{100 * top_share:.0f} % of the test predictions are one class"))
     if steps < FEW_STEPS:
         flags.append(Flag("few-steps", f"the final training took {steps} optimizer steps (fewer than {FEW_STEPS})"))
-    return tuple(flags) + sanity_flags(checks)
+    return tuple(flags) + sanity_flags(checks) + failure_flags(failures)
+
+
+def failure_flags(failures: tuple[AttackFailure, ...]) -> tuple[Flag, ...]:
+    """One flag naming every attack that failed (none when all ran)."""
+    if not failures:
+        return ()
+    return (Flag("attack-failed", "; ".join(f"{f.name}: {f.reason}" for f in failures)
+                 + " (the worst case is over the other attacks; `attack` can run it again)"),)
 
 
 def sanity_flags(checks: tuple[Check, ...]) -> tuple[Flag, ...]:

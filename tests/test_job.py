@@ -1,0 +1,101 @@
+"""`python -m benchmark job` on the CPU with a tiny protocol: the board's order, two runs at once writing the
+records each writes alone, the budget that keeps a run from starting, the archive's limit, and the resume from
+committed records."""
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import _protocol, build_parser, main
+from benchmark.job import board_order, pack
+from benchmark.protocol import preset
+from benchmark.record import Record
+
+TINY = ["--preset", "smoke", "--train-per-class", "20", "--test-per-class", "5", "--epochs", "1",
+        "--proxy-epochs", "1", "--fractions", "0.5", "--seeds", "0,1", "--attacks", "fgsm", "--eps", "2,8"]
+
+
+def test_the_study_and_the_full_pool_come_first_then_fraction_seed_method():
+    protocol = preset("smoke").with_overrides(fractions=(0.1, 0.5), seeds=(0, 1))
+    order = [spec.label for spec in board_order(protocol, ["herding", "full", "cal", "random"], {}, Path("/x"))]
+    assert order == ["random f0.1 s0", "cal f0.1 s0", "random f0.1 s1", "cal f0.1 s1", "random f0.5 s0",
+                     "cal f0.5 s0", "random f0.5 s1", "cal f0.5 s1", "full f1 s0", "full f1 s1",
+                     "herding f0.1 s0", "herding f0.1 s1", "herding f0.5 s0", "herding f0.5 s1"]
+
+
+def _comparable(path: Path) -> dict:
+    """A record without what differs between two executions of the same run: timings and provenance."""
+    record = json.loads(path.read_text())
+    for key in ("created", "environment"):
+        record.pop(key)
+    record["selection"]["seconds"] = record["selection"]["proxy_training_seconds"] = 0
+    record["training"]["seconds"] = 0
+    record["evaluation"].pop("seconds")
+    return record
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """Four tiny runs made by one job, two at a time, one thread each."""
+    root = tmp_path_factory.mktemp("job")
+    assert main(["job", "--methods", "random,cal", *TINY, "--budget", "900", "--margin", "5",
+                 "--runs-per-device", "2", "--threads", "1", "--out", str(root / "board"),
+                 "--cache-dir", str(root / "cache")]) == 0
+    return root
+
+
+def test_two_runs_at_once_write_the_records_each_writes_alone(board, tmp_path):
+    alone = tmp_path / "alone"
+    assert main(["sweep", "--methods", "random,cal", *TINY, "--threads", "1", "--out", str(alone),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    records = sorted((board / "board").glob("*.json"))
+    assert len(records) == 4
+    for path in records:
+        assert _comparable(path) == _comparable(alone / path.name), path.name
+
+
+def test_the_archive_holds_every_record_and_the_weights_that_fit(board, tmp_path):
+    records = sorted((board / "board").glob("*.json"))
+    with tarfile.open(board / "board" / "job.tar.gz") as tar:
+        names = set(tar.getnames())
+        manifest = json.loads(tar.extractfile("job.txt").read())
+    assert {path.name for path in records} <= names
+    assert len(manifest["records"]) == 4 and len(manifest["weights"]) == 4 and manifest["left out"] == []
+    assert len(manifest["finished"]) == 4
+    protocol = _protocol(build_parser().parse_args(["job", "--methods", "random,cal", *TINY, "--budget", "1"]))
+    specs = [spec for spec in board_order(protocol, ["random", "cal"], {}, board / "board")]
+    assert all(spec.record.exists() for spec in specs)
+    weights = [Record.parse(spec.record.read_text()).artifact(spec.record, "model") for spec in specs]
+    room = sum(p.stat().st_size for spec in specs for p in spec.record.parent.glob(spec.record.stem + ".*")
+               if not p.name.endswith(".safetensors"))
+    limit = 64 * 1024 + room + 4096 * 4 + weights[0].stat().st_size + 1024  # the records and one model, no more
+    packed, kept, left, size = pack(specs, tmp_path / "small.tar.gz", limit, summary={})
+    assert size <= limit and len(packed) == 4 and kept == [weights[0].name] and len(left) == 3
+    packed, kept, left, size = pack(specs, tmp_path / "tiny.tar.gz", 64 * 1024 + 100, summary={})
+    assert packed == [] and kept == [] and len(left) == 4 and size <= 64 * 1024 + 100
+
+
+def test_a_second_window_skips_what_is_recorded(board, capsys):
+    capsys.readouterr()
+    assert main(["job", "--methods", "random,cal", *TINY, "--budget", "900", "--margin", "5",
+                 "--out", str(board / "next"), "--done", str(board / "board"),
+                 "--cache-dir", str(board / "cache")]) == 0
+    assert "0 run(s) finished, 0 failed, 0 stopped at the deadline, 0 left for the next window; 4 of 4 were " \
+           "recorded before" in capsys.readouterr().out
+
+
+def test_a_run_that_cannot_finish_in_time_does_not_start(board, tmp_path, capsys):
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    (first, *_) = sorted((board / "board").glob("random*s0*.json"))
+    record = json.loads(first.read_text())
+    record["training"]["seconds"] = 3600.0  # the committed run took an hour: two minutes will not do
+    (committed / first.name).write_text(Record.from_json(record).dumps())
+    capsys.readouterr()
+    assert main(["job", "--methods", "random", *TINY, "--budget", "120", "--margin", "5", "--done", str(committed),
+                 "--out", str(tmp_path / "window"), "--cache-dir", str(board / "cache")]) == 0
+    assert "0 run(s) finished, 0 failed, 0 stopped at the deadline, 1 left for the next window; 1 of 2 were " \
+           "recorded before" in capsys.readouterr().out
+    assert not list((tmp_path / "window").glob("*.json"))
