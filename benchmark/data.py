@@ -5,6 +5,7 @@ splits every dataset shares. Which datasets exist is the registry in `benchmark/
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,13 +120,17 @@ def to_rgb_tensor(array: np.ndarray) -> torch.Tensor:
     return tensor.contiguous()
 
 
-def decode_images(paths: list[Path], size: int) -> torch.Tensor:
-    """Decodes image files with PIL (threads), as RGB, resized to size x size where they differ."""
+def decode_images(paths: list, size: int) -> torch.Tensor:
+    """Decodes image files (paths, or (name, bytes) pairs of files held in memory) with PIL (threads), as RGB,
+    resized to size x size where they differ."""
     from PIL import Image, UnidentifiedImageError
 
-    def decode(path: Path) -> torch.Tensor:
+    def decode(path) -> torch.Tensor:
+        source = path
+        if isinstance(path, tuple):
+            path, source = path[0], io.BytesIO(path[1])
         try:
-            with Image.open(path) as opened:
+            with Image.open(source) as opened:
                 width, height = opened.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise UserError(f"image {path} is {width} x {height} pixels, more than this benchmark decodes "

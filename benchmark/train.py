@@ -43,19 +43,47 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255).contiguous(memory_format=torch.channels_last)
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop of each image from its zero-padded copy, then a random horizontal flip; one gather."""
+PAD = 4  # random crops from images zero-padded by this many pixels
+
+
+def augmentation_draws(count: int, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
+    """A batch's random crop offsets and flips, 3 x count (dy, dx, flip as 0/1), drawn on the generator's device
+    in the order `augment_batch` has always drawn them: the same seed gives the same augmentation on any device."""
+    dy = torch.randint(0, 2 * pad + 1, (count,), generator=generator, device=generator.device)
+    dx = torch.randint(0, 2 * pad + 1, (count,), generator=generator, device=generator.device)
+    flip = torch.rand(count, generator=generator, device=generator.device) < 0.5
+    return torch.stack([dy, dx, flip.long()])
+
+
+def augment_batch(images: torch.Tensor, draws: torch.Tensor | torch.Generator, pad: int = PAD) -> torch.Tensor:
+    """Random crop of each image from its zero-padded copy, then a random horizontal flip; one gather. `draws`
+    are `augmentation_draws` on the images' device (or a generator to draw them from)."""
     n, _, h, w = images.shape
+    if isinstance(draws, torch.Generator):
+        draws = augmentation_draws(n, draws, pad).to(images.device)
+    dy, dx, flip = draws[0], draws[1], draws[2].bool()
     padded = F.pad(images, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device).to(images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device).to(images.device)
-    flip = torch.rand(n, generator=generator, device=generator.device).to(images.device) < 0.5
     rows = dy[:, None] + torch.arange(h, device=images.device)
     cols = torch.arange(w, device=images.device).expand(n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def epoch_plan(count: int, batches: int, generator: torch.Generator, device: torch.device,
+               augment: bool) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """An epoch's batches (index tensors) and their augmentation draws, drawn on the CPU generator in the order
+    the loop has always drawn them (the permutation, then each batch's draws) and moved to the device in one
+    copy: a copy per batch would make the host wait for the GPU at every step."""
+    order = torch.randperm(count, generator=generator)
+    sizes = [len(part) for part in torch.tensor_split(order, batches)]
+    draws = torch.cat([augmentation_draws(size, generator) for size in sizes], dim=1) if augment else None
+    if device.type == "cuda":
+        order = order.pin_memory().to(device, non_blocking=True)
+        draws = draws.pin_memory().to(device, non_blocking=True) if augment else None
+    batches_ = list(torch.split(order, sizes))
+    return batches_, list(torch.split(draws, sizes, dim=1)) if augment else [None] * len(sizes)
 
 
 class DynamicsRecorder:
@@ -117,8 +145,11 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     device = images.device
     model = prepare(model, device)
     generator = torch_generator(seed, purpose, device="cpu")
+    # on a GPU one fused kernel updates every parameter (instead of a few kernels per tensor); the CPU keeps the
+    # plain loop, so CPU records stay as they were
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+                                nesterov=config.nesterov, weight_decay=config.weight_decay,
+                                fused=True if device.type == "cuda" else None)
     batches_per_epoch = max(1, math.ceil(len(images) / config.batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * batches_per_epoch)
     if sample_weights is not None:
@@ -136,12 +167,12 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
         model.train()
         for epoch in progress(range(start, config.epochs), desc=desc, unit="epoch", initial=start,
                               total=config.epochs):
-            order = torch.randperm(len(images), generator=generator).to(device)
             # near-equal batches: never a final batch of one image, which batch norm cannot train on
-            for batch in torch.tensor_split(order, batches_per_epoch):
+            batches, draws = epoch_plan(len(images), batches_per_epoch, generator, device, config.augment)
+            for batch, drawn in zip(batches, draws):
                 x = to_float(images[batch])
-                if config.augment:
-                    x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
+                if drawn is not None:
+                    x = augment_batch(x, drawn).contiguous(memory_format=torch.channels_last)
                 with _autocast(device):
                     logits = model(x)
                     losses = F.cross_entropy(logits, labels[batch], reduction="none")

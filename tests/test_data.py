@@ -70,5 +70,42 @@ def test_bad_imagefolders_are_clear_errors(tmp_path, setup, message):
 
 def test_unknown_dataset_names_the_choices():
     with pytest.raises(UserError, match="unknown dataset 'mnist'; use one of cifar10, cifar100, digits, "
-                                        "fashion_mnist, imagefolder:PATH, svhn, tiny_imagenet"):
+                                        "fashion_mnist, imagefolder:PATH, jpegpack:PATH, svhn, tiny_imagenet"):
         load_dataset("mnist")
+
+
+def _pack(folder, out):
+    """An ImageFolder's files packed as ../shared/data/cifar10-jpeg.npz is (README there): a shared header kept
+    once (here the common prefix of the files), the rest concatenated."""
+    import numpy as np
+
+    classes = sorted(p.name for p in (folder / "train").iterdir())
+    files = [(path, label, split) for split, part in enumerate(("train", "test")) for label, name in
+             enumerate(classes) for path in sorted((folder / part / name).iterdir())]
+    blobs = [path.read_bytes() for path, _, _ in files]
+    common = 0
+    while all(len(b) > common and b[common] == blobs[0][common] for b in blobs):
+        common += 1
+    offsets = np.cumsum([0] + [len(b) - common for b in blobs])
+    np.savez(out, header=np.frombuffer(blobs[0][:common], dtype=np.uint8),
+             payload=np.frombuffer(b"".join(b[common:] for b in blobs), dtype=np.uint8), offsets=offsets,
+             labels=np.array([label for _, label, _ in files], dtype=np.uint8),
+             split=np.array([split for _, _, split in files], dtype=np.uint8), classes=np.array(classes))
+
+
+def test_a_jpeg_pack_is_its_folder_byte_for_byte_and_is_named_like_it(tmp_path):
+    folder = tmp_path / "tiny-jpeg"
+    for part, count in (("train", 6), ("test", 3)):
+        generator = torch.Generator().manual_seed(count)
+        for name in ("cat", "dog"):
+            (folder / part / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=generator)
+                Image.fromarray(pixels.numpy()).save(folder / part / name / f"{i:04d}.jpg", quality=75)
+    _pack(folder, tmp_path / "tiny-jpeg.npz")
+    packed = load_dataset(f"jpegpack:{tmp_path / 'tiny-jpeg.npz'}", cache_dir=tmp_path / "cache")
+    unpacked = load_dataset(f"imagefolder:{folder}", cache_dir=tmp_path / "cache")
+    assert packed.name == unpacked.name == "imagefolder:tiny-jpeg"
+    assert packed.fingerprint() == unpacked.fingerprint()  # the same images, labels, classes and name
+    with pytest.raises(UserError, match="not a JPEG pack"):
+        load_dataset(f"jpegpack:{tmp_path / 'tiny-jpeg' / 'train' / 'cat' / '0000.jpg'}", cache_dir=tmp_path)

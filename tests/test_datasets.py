@@ -103,7 +103,8 @@ def write_tiny_imagenet(root):
 
 def test_every_dataset_says_its_source_classes_size_and_split():
     known = DATASETS.available()
-    assert set(known) == {"cifar10", "cifar100", "svhn", "fashion_mnist", "tiny_imagenet", "digits", "imagefolder"}
+    assert set(known) == {"cifar10", "cifar100", "svhn", "fashion_mnist", "tiny_imagenet", "digits", "imagefolder",
+                          "jpegpack"}
     for name, cls in known.items():
         assert cls.paper and cls.source and cls.split and cls.image_size in (32, 64), name
 

@@ -5,6 +5,7 @@ split, and loads itself as a `benchmark.data.ImageDataset`. `--dataset NAME` pic
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,14 @@ def parse_dataset(spec: str) -> Dataset:
     name, separator, argument = spec.partition(":")
     known = DATASETS.available()
     if name not in known:
-        names = ", ".join(n + (":PATH" if n == "imagefolder" else "") for n in known)
+        names = ", ".join(n + (":PATH" if "path" in {f.name for f in dataclasses.fields(cls)} else "")
+                          for n, cls in known.items())
         raise UserError(f"unknown dataset {spec!r}; use one of {names}")
     if separator:
-        if name != "imagefolder":
-            raise UserError(f"dataset {name!r} takes no ':' argument (only imagefolder:PATH does)")
+        if "path" not in {f.name for f in dataclasses.fields(known[name])}:
+            with_path = ", ".join(f"{n}:PATH" for n, cls in known.items()
+                                  if "path" in {f.name for f in dataclasses.fields(cls)})
+            raise UserError(f"dataset {name!r} takes no ':' argument (only {with_path} do)")
         return DATASETS.create(name, {"path": argument})
     return DATASETS.create(name)
 
