@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def _add_where_options(parser: argparse.ArgumentParser, out: bool) -> None:
     where.add_argument("--threads", type=int, metavar="N",
                        help="torch CPU threads (default: torch's choice). CPU results depend on it; records say "
                             "how many were used (the publishing script runs one-thread tasks)")
+    where.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune",
+                                             "max-autotune-no-cudagraphs"),
+                       help="torch.compile the training steps on a GPU with this mode (recorded; default none: "
+                       "eager). reduce-overhead replays each step as CUDA graphs")
     where.add_argument("--eval-batch-size", type=int, metavar="N",
                        help="images per attack batch (default: from the model's memory needs and the device)")
     if out:
@@ -465,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
         _set_threads(getattr(args, "threads", None))
+        if getattr(args, "compile", None):  # read by the training loop, here and in worker processes
+            os.environ["CORESET_BENCH_COMPILE"] = "" if args.compile == "none" else args.compile
         verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "job": _cmd_job, "select": _cmd_select, "attack": _cmd_attack,
                  "methods": _cmd_list, "attacks": _cmd_list, "datasets": _cmd_list, "presets": _cmd_list,
                  "leaderboard": _cmd_leaderboard, "validate": _cmd_validate, "export": _cmd_export}

@@ -389,6 +389,7 @@ class Environment(Part):
     cpu_capability: str | None = None  # torch.backends.cpu.get_cpu_capability(), e.g. "AVX512"
     git_commit: str | None = None  # of the checkout the run was made with ("unknown" outside one)
     git_dirty: bool | None = None
+    compile: str | None = None  # the torch.compile mode of the training steps on a GPU (None: eager)
 
 
 @dataclass(frozen=True, kw_only=True)

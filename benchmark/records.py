@@ -59,6 +59,8 @@ def environment(device, *, threads: int | None = None, peak_memory_mb: dict | No
     import torchattacks
     import torchvision
 
+    from benchmark.train import compile_mode
+
     cuda = device.type == "cuda"
     family = cpu_field("cpu family")
     commit, dirty = git_state()
@@ -70,7 +72,8 @@ def environment(device, *, threads: int | None = None, peak_memory_mb: dict | No
         cuda=torch.version.cuda if cuda else None,
         cudnn=str(torch.backends.cudnn.version()) if cuda and torch.backends.cudnn.is_available() else None,
         cpu=f"{cpu_name()} (family {family})" if family else cpu_name(),
-        cpu_capability=torch.backends.cpu.get_cpu_capability(), git_commit=commit, git_dirty=dirty)
+        cpu_capability=torch.backends.cpu.get_cpu_capability(), git_commit=commit, git_dirty=dirty,
+        compile=compile_mode() if cuda else None)
 
 
 @functools.cache

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.errors import UserError
 from benchmark.progress import progress
 from benchmark.seeding import derive_seed, torch_generator
 from benchmark.storage import read_checkpoint, write_checkpoint
@@ -125,6 +127,25 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode() -> str | None:
+    """The torch.compile mode of the training forward pass on a GPU (`--compile`, or CORESET_BENCH_COMPILE);
+    None: eager. "reduce-overhead" replays the step's kernels as CUDA graphs: a small model at batch 128 is
+    bound by kernel launches, not by the chip. CPU runs are always eager (their records are bitwise ones)."""
+    mode = os.environ.get("CORESET_BENCH_COMPILE") or None
+    if mode is not None and mode not in COMPILE_MODES:
+        raise UserError(f"CORESET_BENCH_COMPILE={mode!r}: use one of {', '.join(COMPILE_MODES)}")
+    return mode
+
+
+def compiled(model: nn.Module, device: torch.device):
+    """The model's forward for training steps: compiled on a GPU when asked (it shares the model's weights)."""
+    mode = compile_mode()
+    return torch.compile(model, mode=mode) if mode and device.type == "cuda" else model
+
+
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(device, memory_format=torch.channels_last)
 
@@ -165,6 +186,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
             clock.carried += carried
         started = perf_counter()
         model.train()
+        forward = compiled(model, device)
         for epoch in progress(range(start, config.epochs), desc=desc, unit="epoch", initial=start,
                               total=config.epochs):
             # near-equal batches: never a final batch of one image, which batch norm cannot train on
@@ -174,7 +196,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
                 if drawn is not None:
                     x = augment_batch(x, drawn).contiguous(memory_format=torch.channels_last)
                 with _autocast(device):
-                    logits = model(x)
+                    logits = forward(x)
                     losses = F.cross_entropy(logits, labels[batch], reduction="none")
                     loss = losses.mean() if sample_weights is None else (losses * sample_weights[batch]).mean()
                 if dynamics is not None:

@@ -46,3 +46,11 @@ def test_the_model_pass_benchmark_prints_a_row_per_layout_against_the_harness_ch
     assert [(int(r[0]), r[1].split()[0]) for r in rounds] == [(1, "exact"), (2, "padded"), (3, "exact"),
                                                                (4, "padded"), (5, "exact"), (6, "padded")]
     assert int(rounds[0][2]) == 12 and all(int(r[2]) < 12 for r in rounds[1::2])  # the buckets' point
+
+
+def test_the_train_step_benchmark_prints_a_rate_per_setting():
+    out = _run("bench_train_step.py", "--images", "32", "--epochs", "1", "--model", "mobilenetv2_035", "--preset",
+               "smoke", "--processes", "1,2")
+    rates = re.findall(r"^compile none +processes (\d): ([\d,]+) images/s in all", out, re.MULTILINE)
+    assert [processes for processes, _ in rates] == ["1", "2"]
+    assert all(float(rate.replace(",", "")) > 0 for _, rate in rates)
