@@ -11,10 +11,16 @@ by hand, and nothing here imports torch or any selector. Definitions (also state
   at the protocol's `headline_eps`. Version 1 records have FGSM only, counted without the clean condition.
 - Relative accuracy: per seed, clean accuracy over the `full` run's of the same seed (the mean of the `full`
   runs for a seed without one; the row is then flagged); then the mean over seeds.
-- Against Random: per seed, method minus `random` at the same fraction; the mean difference with a 95 % t
-  interval, and the two-sided paired t-test's p-value. Within a section and a measure (clean, headline), the
-  p-values of all comparisons are adjusted by Holm's step-down method; "significant" means the adjusted p is
-  below 0.05. The unadjusted intervals are shown beside it.
+- Against Random: per seed, method minus `random` at the same fraction (paired by seed), in a family per
+  fraction and measure (clean; worst case at the headline eps): the mean difference with its 95 % t interval;
+  Holm's correction over the family; each comparison's smallest detectable difference (80 % power at the
+  family's Bonferroni level) and an equivalence test (TOST) at that margin. The verdict is "better" or "worse"
+  (significant after Holm), "no difference larger than X" (equivalent within X after Holm, where X is at most
+  5 points and at most Random's own mean: `equivalence_bound`), or "not resolved", with what it could detect
+  (`benchmark.leaderboard.statistics`).
+- Ranks: a bootstrap over seeds of each rankable method's mean gives its 95 % rank interval; methods whose
+  intervals overlap are tied. A row is not ranked when it has fewer than two seeds, fewer seeds than the most
+  any method has at that fraction, or a majority of chance-level runs (it is shown, with the reason).
 """
 
 from __future__ import annotations
@@ -26,74 +32,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtr, stdtrit
+from benchmark.leaderboard.statistics import Verdict, compare_family, rank_intervals, tied_groups, verdicts
 
 from benchmark.record import ProtocolSettings, Record
 from benchmark.schema import RecordFile
 
 FULL = "full"
 RANDOM = "random"
-CONFIDENCE = 0.95
-ALPHA = 1 - CONFIDENCE
 WORST = "worst case"
+CHANCE = "chance-level"
+MAX_BOUND, MIN_BOUND = 0.05, 0.005  # of the widest equivalence bound the page states (points / 100)
 V1_HEADLINE_EPS = 2 / 255
-
-
-@dataclass(frozen=True)
-class Paired:
-    """A paired comparison with Random over `n` seeds; `low`/`high` are NaN when n < 2. `adjusted` is the
-    Holm-adjusted p-value within the section and measure (NaN until adjusted, or with no interval)."""
-
-    n: int
-    mean: float
-    low: float
-    high: float
-    p: float = math.nan
-    adjusted: float = math.nan
-
-    @property
-    def has_interval(self) -> bool:
-        return self.n >= 2 and math.isfinite(self.low)
-
-    @property
-    def significant(self) -> bool:
-        """The unadjusted 95 % interval excludes zero."""
-        return self.has_interval and (self.low > 0 or self.high < 0)
-
-    @property
-    def significant_adjusted(self) -> bool:
-        return math.isfinite(self.adjusted) and self.adjusted < ALPHA
-
-
-def paired_difference(differences) -> Paired:
-    """Mean of paired differences with a two-sided 95 % t interval (n - 1 degrees of freedom) and p-value."""
-    values = np.asarray(differences, dtype=float)
-    n = len(values)
-    if n == 0:
-        return Paired(0, math.nan, math.nan, math.nan)
-    mean = float(values.mean())
-    if n < 2:
-        return Paired(n, mean, math.nan, math.nan)
-    sd = float(values.std(ddof=1))
-    quantile = float(stdtrit(n - 1, 0.5 + CONFIDENCE / 2))  # t(0.975, n - 1), as scipy.stats.t.ppf gives it
-    half = quantile * sd / math.sqrt(n)
-    if sd > 0:
-        p = float(2 * stdtr(n - 1, -abs(mean) / (sd / math.sqrt(n))))
-    else:
-        p = 0.0 if mean != 0 else 1.0
-    return Paired(n, mean, mean - half, mean + half, p)
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjustment: sorted p_(1) <= ... <= p_(m), adjusted p_(i) = max over j <= i of
-    min(1, (m - j + 1) p_(j)). NaN entries are left out (and stay NaN)."""
-    indexed = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
-    adjusted = [math.nan] * len(p_values)
-    running, m = 0.0, len(indexed)
-    for rank, (p, i) in enumerate(indexed):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -145,6 +94,7 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
             "train_seconds": float(record.training.seconds),
             "flags": record.flag_codes,
             "package": record.environment.package, "device": str(record.environment.device or ""),
+            "commit": record.environment.git_commit or "",
             "gallery": record.artifact(item.path, "gallery"),
             "path": item.path, "settings": record.protocol,
         })
@@ -219,26 +169,93 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
             row[f"{name}_mean"], row[f"{name}_std"] = mean_std(part[name])
         row["relative_fallback"] = bool(part["relative_fallback"].any())
         row["measures"] = {key: mean_std([m.get(key, math.nan) for m in part["measures"]]) for key in measure_keys}
+        part_by_seed = part.set_index("seed")
         for name in ("clean", "headline"):
             if first["method"] == RANDOM and first["params"] in set(random_runs["params"]):
-                row[f"vs_random_{name}"] = None  # Random against itself: not a comparison
+                row[f"pairs_{name}"] = None  # Random against itself: not a comparison
                 continue
-            keys = [(fraction, seed) for seed in part["seed"] if (fraction, seed) in random_by.index]
-            differences = [part.set_index("seed").loc[seed, name] - random_by.loc[(fraction, seed), name]
-                           for fraction, seed in keys]
-            row[f"vs_random_{name}"] = paired_difference([d for d in differences if math.isfinite(d)])
+            seeds = [seed for seed in part["seed"] if (fraction, seed) in random_by.index]
+            row[f"pairs_{name}"] = (np.array([part_by_seed.loc[seed, name] for seed in seeds], dtype=float),
+                                    np.array([random_by.loc[(fraction, seed), name] for seed in seeds], dtype=float))
+        row["chance_runs"] = int(sum(1 for codes in part["flags"] if CHANCE in codes))
+        row["values_headline"] = dict(zip(part["seed"], part["headline"]))
         rows.append(row)
     summary = pd.DataFrame(rows)
-    for name in ("clean", "headline"):  # Holm within the section, over every comparison of this measure
-        column = f"vs_random_{name}"
-        cells = list(summary[column])
-        adjusted = holm([c.p if c is not None else math.nan for c in cells])
-        summary[column] = [None if c is None else Paired(c.n, c.mean, c.low, c.high, c.p, a)
-                           for c, a in zip(cells, adjusted)]
+    for name in ("clean", "headline"):
+        summary[f"vs_random_{name}"] = _family_verdicts(summary, name)
+    summary = _ranks(summary)
     order = sorted(range(len(summary)), key=lambda i: (summary.loc[i, "fraction"],
                                                        -_number(summary.loc[i, "headline_mean"]),
                                                        -summary.loc[i, "clean_mean"], summary.loc[i, "label"]))
-    return summary.loc[order].reset_index(drop=True)
+    return summary.loc[order].reset_index(drop=True).drop(columns=["pairs_clean", "pairs_headline",
+                                                                   "values_headline"])
+
+
+def equivalence_bound(baseline_mean: float) -> float:
+    """The widest "no difference larger than X" the page states: 5 points, and never wider than Random's own
+    mean accuracy (a bound of 8 points on a robust accuracy of 0.5 % says nothing), nor narrower than half a
+    point."""
+    if not math.isfinite(baseline_mean):
+        return MAX_BOUND
+    return max(MIN_BOUND, min(MAX_BOUND, baseline_mean))
+
+
+def _family_verdicts(summary: pd.DataFrame, name: str) -> list[Verdict | None]:
+    """Each row's verdict against Random on measure `name`; a family is one fraction (every comparison at it)."""
+    found: list[Verdict | None] = [None] * len(summary)
+    for _, members in summary.groupby("fraction"):
+        indices = [i for i in members.index if summary.loc[i, f"pairs_{name}"] is not None]
+        if not indices:
+            continue
+        pairs = [summary.loc[i, f"pairs_{name}"] for i in indices]
+        baseline = np.concatenate([b for _, b in pairs])
+        bound = equivalence_bound(float(np.nanmean(baseline)) if len(baseline) else math.nan)
+        for i, verdict in zip(indices, verdicts(compare_family(pairs), bound=bound)):
+            found[i] = verdict
+    return found
+
+
+def _ranks(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rank intervals (worst case at the headline eps, bootstrap over seeds) and ties, per fraction; the reason a
+    row is not ranked, where it is not."""
+    summary = summary.copy()
+    summary["rank_low"], summary["rank_high"], summary["tie"] = math.nan, math.nan, -1
+    summary["unranked"] = ""
+    for _, members in summary.groupby("fraction"):
+        most = int(members["n"].max())
+        rankable = []
+        for i in members.index:
+            n, chance = int(summary.loc[i, "n"]), int(summary.loc[i, "chance_runs"])
+            if summary.loc[i, "method"] == FULL:
+                reason = "the reference (the whole pool)"
+            elif n < 2:
+                reason = "one seed: no interval"
+            elif n < most:
+                reason = f"{n} of {most} seeds: incomplete"
+            elif 2 * chance > n:
+                reason = f"{chance} of {n} runs at chance level"
+            elif not math.isfinite(_number_or_nan(summary.loc[i, "headline_mean"])):
+                reason = "no worst case at the headline eps"
+            else:
+                rankable.append(i)
+                continue
+            summary.loc[i, "unranked"] = reason
+        if not rankable:
+            continue
+        seeds = sorted({seed for i in rankable for seed in summary.loc[i, "values_headline"]})
+        matrix = np.array([[summary.loc[i, "values_headline"].get(seed, math.nan) for seed in seeds]
+                           for i in rankable], dtype=float)
+        intervals = rank_intervals(matrix)
+        for i, interval in zip(rankable, intervals):
+            summary.loc[i, "rank_low"], summary.loc[i, "rank_high"] = interval if interval else (math.nan, math.nan)
+        for group, members_of in enumerate(tied_groups(intervals)):
+            for position in members_of:
+                summary.loc[rankable[position], "tie"] = group
+    return summary
+
+
+def _number_or_nan(value) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _number(value) -> float:
@@ -282,6 +299,7 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
             "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol.eps),
             "fractions": _distinct(runs["fraction"]), "seeds": _distinct(runs["seed"]),
             "packages": _distinct(runs["package"]), "devices": _distinct(runs["device"]),
+            "commits": _distinct(runs["commit"]),
             "records": len(runs), "flagged": int(sum(1 for codes in runs["flags"] if codes)),
             "full_clean": mean_std(runs[runs["method"] == FULL]["clean"])[0],
             "cross_check_images": protocol.cross_check_images,

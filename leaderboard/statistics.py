@@ -193,11 +193,13 @@ def compare_family(pairs, *, alpha: float = ALPHA, power: float = POWER) -> list
     return [compare_paired(m, b, alpha=alpha, family_size=len(pairs), power=power) for m, b in pairs]
 
 
-def verdicts(comparisons, *, alpha: float = ALPHA) -> list[Verdict]:
+def verdicts(comparisons, *, alpha: float = ALPHA, bound: float = math.inf) -> list[Verdict]:
     """Verdicts for one family of comparisons, in order. Each comparison must have been computed with this
     `alpha` and `family_size = len(comparisons)` (see `compare_family`), so that its `detectable` difference
     is the one at the corrected level; otherwise ValueError. Comparisons with n < 2 count in the family size
-    (conservative) but have no p-value, so Holm leaves them out."""
+    (conservative) but have no p-value, so Holm leaves them out. `bound`: the largest margin worth stating as
+    "no difference larger than": a comparison that can only detect more (three seeds detect tens of points) is
+    "not resolved", with what it could detect, however its equivalence test came out."""
     comparisons = list(comparisons)
     for c in comparisons:
         if c.family_size != len(comparisons) or c.alpha != alpha:
@@ -205,17 +207,17 @@ def verdicts(comparisons, *, alpha: float = ALPHA) -> list[Verdict]:
                              f"has {len(comparisons)} comparisons at alpha={alpha}")
     p_holm = holm([c.p for c in comparisons])
     tost_holm = holm([c.tost_p for c in comparisons])
-    return [_verdict(c, p, t, alpha) for c, p, t in zip(comparisons, p_holm, tost_holm)]
+    return [_verdict(c, p, t, alpha, bound) for c, p, t in zip(comparisons, p_holm, tost_holm)]
 
 
-def _verdict(c: Comparison, p: float, tost_p: float, alpha: float) -> Verdict:
+def _verdict(c: Comparison, p: float, tost_p: float, alpha: float, bound: float = math.inf) -> Verdict:
     if c.n < 2:
         text = f"no comparison: {c.n} paired seed{'' if c.n == 1 else 's'} (needs at least 2)"
         return Verdict(NO_COMPARISON, text, math.nan, math.nan, math.nan, c)
     if p < alpha:
         kind = BETTER if c.mean > 0 else WORSE
         text = f"{kind}: {_points(c.mean)} points [{_points(c.low)}, {_points(c.high)}], Holm p {_p_text(p, alpha)}"
-    elif tost_p < alpha:
+    elif tost_p < alpha and c.detectable <= bound:
         kind = EQUIVALENT
         if c.detectable == 0:
             text = f"no difference: the same accuracy as the baseline on all {c.n} paired seeds"

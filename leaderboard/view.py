@@ -11,8 +11,18 @@ import urllib.parse
 from pathlib import Path
 
 import matplotlib
-from benchmark.leaderboard.aggregate import FULL, WORST, Group, Paired, table1
+import numpy as np
+from benchmark.leaderboard.aggregate import FULL, WORST, Group, table1
 from benchmark.leaderboard.figures import gallery_view, method_colors, robustness_svgs
+from benchmark.leaderboard.statistics import (
+    BETTER,
+    EQUIVALENT,
+    NO_COMPARISON,
+    NOT_RESOLVED,
+    WORSE,
+    Verdict,
+    required_seeds,
+)
 from benchmark.leaderboard.study import study_view
 
 from benchmark.record import eps_text
@@ -53,23 +63,15 @@ def fraction_text(fraction: float) -> str:
     return f"{fraction:g}"
 
 
-def paired_text(paired: Paired | None) -> str:
-    if paired is None:
+def verdict_label(verdict: Verdict | None) -> str:
+    """The verdict in a word or two, for the table's cell (its whole text is beside it)."""
+    if verdict is None:
         return "(baseline)"
-    if paired.n == 0:
-        return "no Random run to pair with"
-    if not paired.has_interval:
-        return f"{100 * paired.mean:+.2f} (1 pair: no interval)"
-    mark = " *" if paired.significant else ""
-    return f"{100 * paired.mean:+.2f} [{100 * paired.low:+.2f}, {100 * paired.high:+.2f}]{mark}"
-
-
-def holm_text(paired: Paired | None) -> str:
-    if paired is None or not paired.has_interval or not _finite(paired.adjusted):
-        return "—"
-    verdict = "better" if paired.mean > 0 else "worse"
-    return f"{verdict} (p = {paired.adjusted:.3f})" if paired.significant_adjusted else \
-        f"no difference (p = {paired.adjusted:.2f})"
+    if verdict.kind == EQUIVALENT:
+        return f"no difference > {math.ceil(verdict.margin * 1000 - 1e-9) / 10:.1f}"
+    if verdict.kind == NOT_RESOLVED:
+        return f"not resolved (could detect {math.ceil(verdict.margin * 1000 - 1e-9) / 10:.1f})"
+    return verdict.kind
 
 
 def markdown_escape(text) -> str:
@@ -95,11 +97,53 @@ def _cell(mean, std, digits: int = 2, scale: float = 100) -> dict:
     return {"text": pm(mean, std, digits, scale), "value": _value(mean, scale)}
 
 
-def _comparison(paired: Paired | None) -> dict:
-    return {"text": paired_text(paired), "holm": holm_text(paired),
-            "value": "" if paired is None or paired.n == 0 else _value(paired.mean),
-            "significant": bool(paired is not None and paired.significant_adjusted),
-            "up": bool(paired is not None and _finite(paired.mean) and paired.mean > 0)}
+def interval_text(verdict: Verdict | None) -> str:
+    """The paired mean difference with its 95 % interval, in points: what the verdict was decided on."""
+    if verdict is None:
+        return ""
+    c = verdict.comparison
+    if c.n < 2:
+        return f"{100 * c.mean:+.2f} ({c.n} pair: no interval)" if c.n else "no Random run to pair with"
+    return f"{100 * c.mean:+.2f} [{100 * c.low:+.2f}, {100 * c.high:+.2f}]"
+
+
+def _comparison(verdict: Verdict | None) -> dict:
+    mean = verdict.comparison.mean if verdict is not None else math.nan
+    return {"text": interval_text(verdict), "verdict": "" if verdict is None else verdict.text,
+            "holm": verdict_label(verdict),
+            "value": "" if verdict is None or verdict.kind == NO_COMPARISON else _value(mean),
+            "significant": bool(verdict is not None and verdict.kind in (BETTER, WORSE)),
+            "up": bool(verdict is not None and verdict.kind == BETTER)}
+
+
+def _rank_text(low: float, high: float) -> str:
+    """A 95 % rank interval as the table shows it, widened to whole ranks (ties share half ranks): "3" when
+    certain, "2–7" when not."""
+    if not (_finite(low) and _finite(high)):
+        return "—"
+    low_text, high_text = f"{math.floor(low):d}", f"{math.ceil(high):d}"
+    return low_text if low_text == high_text else f"{low_text}–{high_text}"
+
+
+def resolution(group: Group) -> list[str]:
+    """What the section can resolve: per measure, the median smallest difference against Random its comparisons
+    detect (80 % power, Holm's family level), the verdicts' tally, and the seeds a 2-point difference needs."""
+    lines = []
+    for name, words in (("headline", f"worst case at {eps_text(group.headline_eps)}"), ("clean", "clean accuracy")):
+        found = [v for v in group.summary[f"vs_random_{name}"] if v is not None and v.comparison.n >= 2]
+        if not found:
+            continue
+        detectable = float(np.median([v.comparison.detectable for v in found]))
+        sd = float(np.median([v.comparison.sd for v in found]))
+        kinds = {kind: sum(1 for v in found if v.kind == kind) for kind in (BETTER, WORSE, EQUIVALENT, NOT_RESOLVED)}
+        tally = ", ".join(f"{count} {kind if kind != EQUIVALENT else 'bounded'}" for kind, count in kinds.items()
+                          if count)
+        needed = required_seeds(sd, 0.02, family_size=found[0].comparison.family_size) if sd > 0 else 2
+        lines.append(f"{words[0].upper() + words[1:]} against Random: the comparisons detect differences of "
+                     f"{100 * detectable:.1f} points or more (median; 80 % power after Holm's correction), so of "
+                     f"{len(found)} comparisons {tally}; a 2-point difference would need about {needed} seeds per "
+                     f"method at this spread ({100 * sd:.1f} points between seeds).")
+    return lines
 
 
 def caveats(group: Group) -> list[str]:
@@ -113,8 +157,8 @@ def caveats(group: Group) -> list[str]:
     if _finite(facts["full_clean"]):
         lines.append(f"A model on the whole pool reaches {100 * facts['full_clean']:.1f} % clean accuracy here: "
                      f"these numbers compare methods at this scale and say little about full-scale training.")
-    lines.append(f"Each cell is the mean ± sample std over the seeds of that row ({seeds} seed(s) at most); with "
-                 f"three seeds, differences of a few points are within the noise, as the intervals show.")
+    lines.append(f"Each cell is the mean ± sample std over the seeds of that row ({seeds} seed(s) at most).")
+    lines += resolution(group)
     if group.schema.endswith("/1"):
         lines.append("Version 1 records: FGSM alone, and an image wrong when clean but classified correctly under "
                      "attack counts as robust, so robustness is overstated (and can rise with eps).")
@@ -127,6 +171,13 @@ def caveats(group: Group) -> list[str]:
             lines.append(f"Every attack was cross-checked against an independent implementation on "
                          f"{facts['cross_check_images']} images per eps in every run (a disagreement beyond its "
                          f"tolerance fails the run).")
+    if len(facts["packages"]) > 1 or len([c for c in facts["commits"] if c]) > 1:
+        commits = [c[:8] for c in facts["commits"] if c]
+        lines.append(f"These records come from {len(facts['packages'])} package version(s) "
+                     f"({', '.join(facts['packages'])})" + (f" and {len(commits)} commits ({', '.join(commits)})"
+                                                            if len(commits) > 1 else "")
+                     + ": the same settings, but a harness change between them can move the numbers; compare "
+                     "runs of one version where it matters.")
     if facts["flagged"]:
         lines.append(f"{facts['flagged']} of {facts['records']} runs are flagged (near-chance model, too few "
                      f"training steps, or a failed sanity check of the attacks): see the flags column.")
@@ -157,7 +208,9 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
             "worst_mean": _cell(row.worst_mean_mean, row.worst_mean_std),
             "vs_headline": _comparison(row.vs_random_headline), "vs_clean": _comparison(row.vs_random_clean),
             "seconds": _cell(row.select_seconds_mean, row.select_seconds_std, scale=1),
-            "flags": row.flags, "flagged_runs": row.flagged_runs,
+            "flags": row.flags, "flagged_runs": row.flagged_runs, "unranked": row.unranked,
+            "rank": _rank_text(row.rank_low, row.rank_high), "rank_value": _value(row.rank_low, scale=1),
+            "tie": int(row.tie),
             "records": _record_links(row.paths, hrefs, row.seeds),
             "measures": row.measures,
         })
@@ -166,9 +219,9 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
         members = [r for r in rows if r["fraction"] == fraction]
         if all(r["method"] == FULL for r in members):
             continue
-        scored = [r for r in members if r["method"] != FULL]
-        ranked.append({"fraction": fraction_text(fraction),
-                       "rows": [{**r, "rank": i + 1} for i, r in enumerate(scored)]})
+        scored = [r for r in members if r["method"] != FULL and not r["unranked"]]
+        ranked.append({"fraction": fraction_text(fraction), "rows": scored,
+                       "unranked": [r for r in members if r["method"] != FULL and r["unranked"]]})
     full_rows = [r for r in rows if r["method"] == FULL]
     attack_tables = []
     for attack in group.attacks:
