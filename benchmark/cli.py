@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--cross-check-images", type=int, metavar="N",
                         help="images to cross-check on (default: the records' own)")
     attack.add_argument("--force", action="store_true", help="redo records that already hold these results")
+    attack.add_argument("--max-prediction-changes", type=int, default=0, metavar="N",
+                        help="test images whose clean prediction may differ from the record's before the stored "
+                        "model is refused as not the one measured (default 0; another CPU may differ on a few)")
     _add_where_options(attack, out=False)
 
     for name, what in (("methods", "selectors"), ("attacks", "attacks"), ("datasets", "datasets"),
@@ -413,7 +416,8 @@ def _cmd_attack(args) -> None:
     result = reattack(args.records, attack=args.attack, eps=eps, params=dict(args.param),
                       dataset=args.dataset, data_root=args.data_root, cache_dir=args.cache_dir or default_cache_dir(),
                       device=args.device, eval_batch_size=args.eval_batch_size,
-                      cross_check_images=args.cross_check_images, force=args.force)
+                      cross_check_images=args.cross_check_images, force=args.force,
+                      max_prediction_changes=args.max_prediction_changes)
     for line in result.lines():
         print(line)
 

@@ -2,11 +2,13 @@
 attack, without retraining, and adds the results to their records.
 
 Everything is checked before anything runs (nothing is written when a check fails): the records are valid
-version-2 records, their weights are there and match the record's hash, the attack and its parameters are
-valid, and the test set loaded now is the one the run used (its hash). Each record is then rewritten
-atomically with the new attack entries (replacing earlier ones of the same attack, parameters and eps), the
-worst case and the sanity checks recomputed over everything it holds, and a line in `reevaluations`. Records
-that already hold the results are skipped, so an interrupted call resumes."""
+records with stored weights that match the record's hash, the attack and its parameters are valid, eps is within
+the norm's range, the test set loaded now is the one the run used (its hash), and the model attacked is the
+model trained: its clean predictions now are the record's, image by image. Each record is then rewritten
+atomically, under a lock on its folder, from its current content on disk (so two `attack` calls on one folder
+both land): the new entries replace earlier ones of the same attack, parameters and eps, the worst case and
+the sanity checks are recomputed over everything it holds, and a line goes to `reevaluations`. Records that
+already hold the results are skipped, so an interrupted call resumes."""
 
 from __future__ import annotations
 
@@ -23,13 +25,13 @@ import benchmark
 from benchmark.attacks import create_attack
 from benchmark.data import test_sha256
 from benchmark.errors import UserError
-from benchmark.evaluation import reevaluate
+from benchmark.evaluation import merge, reevaluate
 from benchmark.progress import progress
 from benchmark.record import AttackSpec, Record, Reevaluation, eps_text
-from benchmark.records import now, write_record
+from benchmark.records import LOCK, now, write_record
 from benchmark.run import resolve_device
 from benchmark.schema import load_records
-from benchmark.storage import read_weights
+from benchmark.storage import file_lock, read_weights
 
 log = logging.getLogger("benchmark")
 
@@ -61,7 +63,8 @@ def _holds(record: Record, name: str, params: dict, eps: float) -> bool:
 
 def reattack(paths: list[Path], *, attack: str, eps: list[float], params: dict, dataset: str | None,
              data_root: Path | None, cache_dir: Path, device: str = "auto", eval_batch_size: int | None = None,
-             cross_check_images: int | None = None, force: bool = False) -> ReattackResult:
+             cross_check_images: int | None = None, force: bool = False,
+             max_prediction_changes: int = 0) -> ReattackResult:
     """`eps` in [0, 1] pixel units (`benchmark.record.parse_eps` reads the command line's)."""
     built = create_attack(attack, params)
     if not eps:
@@ -71,6 +74,12 @@ def reattack(paths: list[Path], *, attack: str, eps: list[float], params: dict, 
                         f"{', '.join(eps_text(e, built.threat) for e in eps)}")
     if cross_check_images is not None and cross_check_images < 0:
         raise UserError("--cross-check-images must be 0 or more")
+    if built.threat == "Linf" and max(eps) > 1:
+        raise UserError(f"--eps: {eps_text(max(eps))} is beyond the largest L-infinity perturbation (255/255)")
+    if eval_batch_size is not None and eval_batch_size < 1:
+        raise UserError(f"--eval-batch-size must be at least 1, got {eval_batch_size}")
+    if max_prediction_changes < 0:
+        raise UserError(f"--max-prediction-changes must be 0 or more, got {max_prediction_changes}")
     eps = sorted(eps)
     spec = AttackSpec(attack, built.params(), tuple(eps))
     records = load_records(paths)
@@ -91,28 +100,56 @@ def reattack(paths: list[Path], *, attack: str, eps: list[float], params: dict, 
                for item in todo}
     resolved = resolve_device(device)
     loaded: dict[str, tuple] = {}
-    for item in todo:  # every test set is loaded and checked before any record is touched
-        key = _test_key(item.record)
+    models = {}
+    for item in todo:  # every test set, model and clean prediction is checked before any record is touched
+        record = item.record
+        key = _test_key(record)
         if key not in loaded:
-            loaded[key] = _test_set(item.record, dataset, data_root, cache_dir, resolved)
-        if test_sha256(*loaded[key][:2]) != item.record.evaluation.test_sha256:
+            loaded[key] = _test_set(record, dataset, data_root, cache_dir, resolved)
+        images, labels, num_classes = loaded[key]
+        if test_sha256(images, labels) != record.evaluation.test_sha256:
             raise UserError(f"{item.path}: the test set loaded now differs from the one the run used (its hash "
                             f"does not match); point --dataset / --data-root at the data the run had")
+        if built.threat == "L2" and max(eps) > math.sqrt(images[0].numel()):
+            raise UserError(f"--eps: an L2 eps of {max(eps):g} is beyond the largest possible perturbation of these "
+                            f"images ({math.sqrt(images[0].numel()):.4g}, every pixel from 0 to 1)")
+        model = _model(record, weights.pop(item.path), images, num_classes, resolved)
+        _same_clean_predictions(item.path, record, model, images, labels, max_prediction_changes)
+        models[item.path] = model
     for item in progress(todo, desc=f"{attack} on stored models", unit="record"):
         record = item.record
-        images, labels, num_classes = loaded[_test_key(record)]
-        model = _model(record, weights.pop(item.path), images, num_classes, resolved)
-        updated = reevaluate(record, model, images, labels, spec, batch_size=eval_batch_size,
-                             cross_check_images=cross_check_images if cross_check_images is not None
-                             else record.evaluation.cross_check_images)
+        images, labels, _ = loaded[_test_key(record)]
+        added = reevaluate(record, models.pop(item.path), images, labels, spec, batch_size=eval_batch_size,
+                           cross_check_images=cross_check_images if cross_check_images is not None
+                           else record.evaluation.cross_check_images)
         line = Reevaluation(attack=spec.name, params=dataclasses.asdict(built), eps=spec.eps,
                             package=benchmark.__version__, created=now())
-        updated = dataclasses.replace(updated, reevaluations=(updated.reevaluations or ()) + (line,))
-        write_record(updated, item.path)
+        with file_lock(item.path.parent / LOCK):  # another `attack` or `run` on this folder waits: no lost update
+            current = Record.parse(item.path.read_text(encoding="utf-8"))
+            if current.run_key() != record.run_key():
+                raise UserError(f"{item.path} was replaced by another run's record while it was attacked; run the "
+                                f"command again")
+            updated = merge(current, added)
+            updated = dataclasses.replace(updated, reevaluations=(updated.reevaluations or ()) + (line,))
+            write_record(updated, item.path)
         result.updated.append(item.path)
         result.accuracies[item.path] = [a.accuracy for a in updated.attacks
                                         if a.name == attack and a.params == spec.params]
     return result
+
+
+def _same_clean_predictions(path: Path, record: Record, model, images, labels, allowed: int) -> None:
+    """The model attacked is the model trained: its clean predictions now (in the record's own batch size, so in
+    the same batches) must be the record's, image by image."""
+    from benchmark.evaluation import clean_predictions
+
+    now_right = clean_predictions(model, images, record.evaluation.batch_size) == labels.cpu().numpy()
+    changed = int((now_right != record.clean_mask()).sum())
+    if changed > allowed:
+        raise UserError(f"{path}: the stored weights classify {changed} of {len(now_right)} test images differently "
+                        f"from the run this record measured (its clean_correct): they are not that model, or this "
+                        f"machine computes differently (another CPU or thread count; --max-prediction-changes N "
+                        f"allows N); nothing was written")
 
 
 def _test_key(record: Record) -> str:
@@ -139,6 +176,10 @@ def _model(record: Record, state: dict, images: torch.Tensor, num_classes: int, 
     from benchmark.train import prepare
 
     info = record.model_weights
+    missing = [name for name in ("mean", "std") if name not in state]
+    if missing:
+        raise UserError(f"the stored weights of {record.model} lack the input normalisation ({', '.join(missing)}): "
+                        f"they were not written by coreset-bench; re-run that run")
     if info.num_classes != num_classes:
         raise UserError(f"the stored model has {info.num_classes} classes, the dataset {num_classes}")
     model = build_model(record.model, num_classes, state["mean"].flatten(), state["std"].flatten(), seed=0,

@@ -17,7 +17,8 @@ import benchmark
 from benchmark.record import SCHEMA, Environment, Record
 from benchmark.storage import atomic_write, slug
 
-__all__ = ["SCHEMA", "artifact_path", "environment", "indices_sha256", "now", "record_path", "write_json",
+LOCK = ".coreset-bench.lock"  # in a record folder: `run` and `attack` write its records one at a time
+__all__ = ["LOCK", "SCHEMA", "artifact_path", "environment", "indices_sha256", "now", "record_path", "write_json",
            "write_record"]
 
 

@@ -32,10 +32,10 @@ from benchmark.record import (
     budget_for,
 )
 from benchmark.record import Selection as SelectionPart
-from benchmark.records import artifact_path, environment, indices_sha256, now, record_path, write_record
+from benchmark.records import LOCK, artifact_path, environment, indices_sha256, now, record_path, write_record
 from benchmark.seeding import derive_seed
 from benchmark.selection import Selection, SelectionContext, Selector, create_selector, validate_selection
-from benchmark.storage import read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
+from benchmark.storage import file_lock, read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
 from benchmark.train import TrainingClock, accuracy, train_model
 
 log = logging.getLogger("benchmark")
@@ -262,7 +262,8 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         record = dataclasses.replace(record, gallery=Gallery(artifact=artifact_path(path, "gallery").name,
                                                              attack=measured.gallery["attack"],
                                                              eps=tuple(float(e) for e in measured.gallery["eps"])))
-    write_record(record, path)
+    with file_lock(path.parent / LOCK):  # an `attack` on this folder finishes its update first
+        write_record(record, path)
     remove_partial(spec)
     for flag in record.flags:
         log.warning("WARNING: %s is flagged %s: %s", spec.label, flag.code, flag.detail)

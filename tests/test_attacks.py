@@ -3,7 +3,6 @@ L-infinity perturbation that changes its decision is min_j (z_y - z_j) / ||w_y -
 L-infinity and L2 perturbations have closed forms), checked against their independent references, and
 shown to fail loudly when an implementation is broken."""
 
-import math
 
 import numpy as np
 import pytest
@@ -280,15 +279,16 @@ def test_evaluate_counts_robust_only_when_right_clean_and_keeps_the_worst_case_p
 
 
 def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
-    """An attack whose accuracy rises with eps, stays above FGSM and leaves images robust at 64/255 (a
-    gradient-masking signature) fails the sanity checks, which are recorded."""
+    """An attack whose images move less as eps grows (its accuracy rises with eps, stays above FGSM and leaves
+    images robust at 64/255: a gradient-masking signature) fails the sanity checks, which are recorded."""
     from benchmark.attacks import Outcome
+    from benchmark.attacks.fgsm import FGSM
     from benchmark.attacks.pgd import PGD
 
     def weak(self, model, images, labels, eps, *, generator, early_stop=True):
-        keep = torch.ones(len(images), dtype=torch.bool)
-        keep[: int(len(images) * max(0.0, 0.5 - eps))] = False  # fools fewer images as eps grows
-        return Outcome(images.clone(), keep, keep.clone())
+        step = 0.3 * max(0.0, 0.35 - eps)  # inside the ball, and smaller the larger eps is
+        (outcome,) = FGSM().perturb_grid(model, images, labels, [step], generators=[generator])
+        return Outcome(outcome.adversarial, outcome.robust, outcome.robust.clone())
 
     monkeypatch.setattr(PGD, "perturb", weak)
     model = tiny_model(5, seed=3)
@@ -300,7 +300,8 @@ def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
     result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
     failed = {(c.check, c.attack) for c in result.checks if not c.passed}
     assert {("monotone", "pgd"), ("large-eps", "pgd")} <= failed
-    assert math.isclose(result.attacks[2].accuracy, 0.6, abs_tol=0.05)
+    pgd = {a.eps: a.accuracy for a in result.attacks if a.name == "pgd"}
+    assert pgd[0.3] > pgd[0.1]
 
 
 # parameters that keep each attack cheap on a few images; an attack not named here runs with its defaults
@@ -332,3 +333,76 @@ def test_every_attack_and_its_cross_check_run_on_the_harness_model_and_layout(na
     entries = [entry for entry in result.attacks if entry.name == name]
     assert [entry.eps for entry in entries] == list(eps)
     assert all(entry.cross_check.images == 4 for entry in entries)
+
+
+def _suite_with_planted_pgd(monkeypatch, planted):
+    """evaluate() on a tiny model with FGSM and a PGD whose perturb_grid is `planted` (a misbehaving plug-in)."""
+    from benchmark.attacks.pgd import PGD
+
+    monkeypatch.setattr(PGD, "perturb_grid", planted)
+    model = tiny_model(5, seed=3)
+    images, _ = _right(model, 40)
+    uint8 = (images * 255).round().to(torch.uint8)
+    with torch.no_grad():
+        labels = model(uint8.float() / 255).argmax(1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    suite = [AttackSpec("pgd", {"steps": 3}, (0.05, 0.2)), AttackSpec("fgsm", {}, (0.05, 0.2))]
+    result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
+    return model, before, result
+
+
+def test_an_attack_that_changes_the_model_fails_and_nothing_after_it_sees_the_change(monkeypatch):
+    def vandal(self, model, images, labels, eps_values, *, generators, early_stop=True):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(0)  # every later attack would meet a constant model
+        return [attacks.Outcome(images.clone(), torch.ones(len(images), dtype=torch.bool),
+                                torch.ones(len(images), dtype=torch.bool)) for _ in eps_values]
+
+    model, before, result = _suite_with_planted_pgd(monkeypatch, vandal)
+    (failure,) = result.failures
+    assert failure.name == "pgd" and "changed the model's weights" in failure.reason
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # put back
+    fgsm = [a for a in result.attacks if a.name == "fgsm"]
+    assert len(fgsm) == 2 and fgsm[1].accuracy < result.clean_accuracy  # FGSM ran on the real model
+
+
+@pytest.mark.parametrize("defect, words", [
+    ("outside the ball", "outside its eps-ball"),
+    ("outside [0, 1]", "pixels outside [0, 1]"),
+    ("nan", "NaN or infinite"),
+    ("wrong shape", "not images of shape"),
+])
+def test_an_attack_whose_images_break_the_threat_model_is_refused(monkeypatch, defect, words):
+    def cheat(self, model, images, labels, eps_values, *, generators, early_stop=True):
+        outcomes = []
+        for eps in eps_values:
+            adversarial = {"outside the ball": (images + 2 * eps).clamp(0, 1), "outside [0, 1]": images * 1.5 - 0.2,
+                           "nan": images.masked_fill(images > 0.5, float("nan")), "wrong shape": images[:, :1]}[defect]
+            outcomes.append(attacks.Outcome(adversarial, torch.zeros(len(images), dtype=torch.bool),
+                                            torch.zeros(len(images), dtype=torch.bool)))
+        return outcomes
+
+    _, _, result = _suite_with_planted_pgd(monkeypatch, cheat)
+    (failure,) = result.failures
+    assert failure.name == "pgd" and words in failure.reason
+    assert {a.name for a in result.attacks} == {"fgsm"}
+
+
+def test_the_harness_reads_the_images_itself_and_an_attack_that_misreports_is_caught(monkeypatch):
+    """A plug-in that returns FGSM's images but reports every image robust: the images fool the model, so the
+    harness counts them fooled, and the self-report check fails."""
+    from benchmark.attacks.fgsm import FGSM
+
+    def liar(self, model, images, labels, eps_values, *, generators, early_stop=True):
+        outcomes = FGSM().perturb_grid(model, images, labels, eps_values, generators=generators)
+        return [attacks.Outcome(o.adversarial, torch.ones_like(o.robust), torch.ones_like(o.robust))
+                for o in outcomes]
+
+    _, _, result = _suite_with_planted_pgd(monkeypatch, liar)
+    pgd = {a.eps: a for a in result.attacks if a.name == "pgd"}
+    fgsm = {a.eps: a for a in result.attacks if a.name == "fgsm"}
+    assert pgd[0.2].robust == fgsm[0.2].robust and pgd[0.2].accuracy < result.clean_accuracy
+    (report,) = [c for c in result.checks if c.check == "self-report" and c.attack == "pgd"]
+    assert not report.passed
+    assert all(c.passed for c in result.checks if c.check == "self-report" and c.attack == "fgsm")

@@ -132,3 +132,65 @@ def test_a_failing_attack_is_recorded_the_rest_runs_and_attack_finishes_it_later
     assert record["attack_failures"] == [] and "attack-failed" not in [f["code"] for f in record["flags"]]
     assert {w["eps"]: w["attacks"] for w in record["worst_case"]} == {2 / 255: ["fgsm", "pgd"],
                                                                        8 / 255: ["fgsm", "pgd"]}
+
+
+def _forge_weights(records, change):
+    """Replace the stored weights by `change(tensors)` and the record's hash by theirs: a forged pair that the
+    hash check alone cannot catch."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    (weights,) = records.glob("*.model.safetensors")
+    save_file(change(load_file(weights)), weights)
+    (path,) = records.glob("*.json")
+    record = json.loads(path.read_text())
+    record["model_weights"]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    path.write_text(json.dumps(record, indent=2))
+
+
+@pytest.mark.parametrize("change", ["other model", "nan"])
+def test_weights_that_are_not_the_model_measured_are_refused_by_their_clean_predictions(stored, tmp_path, capsys,
+                                                                                       change):
+    import torch
+
+    records = _copy(stored, tmp_path)
+
+    def forged(tensors):
+        if change == "nan":
+            return {k: torch.full_like(v, float("nan")) if v.is_floating_point() and k not in ("mean", "std")
+                    else v for k, v in tensors.items()}
+        generator = torch.Generator().manual_seed(7)  # another initialisation: another model of the same shape
+        return {k: torch.randn(v.shape, generator=generator) * v.std() if v.is_floating_point() and v.ndim > 1
+                else v for k, v in tensors.items()}
+
+    _forge_weights(records, forged)
+    before = _snapshot(records)
+    assert main(["attack", str(records), "--attack", "pgd", "--eps", "2"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "classify" in error and "differently from the run this record measured" in error
+    assert _snapshot(records) == before
+
+
+def test_two_attack_calls_on_one_folder_both_land(stored, tmp_path):
+    """Each reads the record, attacks for a while, then writes: without the lock and the re-read under it, the
+    later writer would drop the other's results."""
+    import os
+    import subprocess
+    import sys
+
+    records = _copy(stored, tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    calls = [["--attack", "pgd", "--eps", "2,8", "--param", "steps=30"], ["--attack", "bim", "--eps", "2,8"]]
+    processes = [subprocess.Popen([sys.executable, "-m", "benchmark", "-q", "attack", str(records), *call],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for call in calls]
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err.decode()[-2000:]
+    (path,) = records.glob("*.json")
+    record = json.loads(path.read_text())
+    assert {a["name"] for a in record["attacks"]} == {"fgsm", "pgd", "bim"}
+    assert {r["attack"] for r in record["reevaluations"]} == {"pgd", "bim"}
+    for worst in record["worst_case"]:
+        assert sorted(worst["attacks"]) == ["bim", "fgsm", "pgd"]
+    load_records([records])

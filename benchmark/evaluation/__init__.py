@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -24,12 +26,14 @@ from benchmark.evaluation.checks import (
     failure_flags,
     large_eps_check,
     mask_checks,
+    report_check,
     run_flags,
     sanity_flags,
     worst_case,
 )
 from benchmark.evaluation.gallery import GALLERY_IMAGES, gallery_arrays, gallery_attack
 from benchmark.evaluation.suite import (
+    AttackRefused,
     CrossCheckFailed,
     build,
     clean_predictions,
@@ -51,8 +55,8 @@ from benchmark.record import (
 )
 
 log = logging.getLogger("benchmark")
-__all__ = ["CrossCheckFailed", "Measured", "build", "clean_predictions", "cross_check", "default_batch_size",
-           "evaluate", "reevaluate", "run_flags"]
+__all__ = ["Added", "AttackRefused", "CrossCheckFailed", "Measured", "build", "clean_predictions", "cross_check",
+           "default_batch_size", "evaluate", "merge", "reevaluate", "run_flags"]
 
 
 @dataclass(frozen=True)
@@ -86,11 +90,14 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     shown = None
     right = np.flatnonzero(clean_correct)
     failures = []
+    guard = WeightsGuard(model)
     for spec in suite:
         try:
-            result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
-                                checked=checked, keep=gallery if spec is shown_spec else 0)
-            checks += eps0_check(model, images, labels, result.attack, right, seed)
+            with guard.watching(spec.name):
+                result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
+                                    checked=checked, keep=gallery if spec is shown_spec else 0)
+                checks += eps0_check(model, images, labels, result.attack, right, seed)
+            checks.append(report_check(result))
         except Exception as error:  # one attack's failure is recorded; the rest of the suite still runs
             failures.append(AttackFailure(name=spec.name, params=build(spec).params(), eps=tuple(spec.eps),
                                           reason=_reason(spec, error)))
@@ -117,29 +124,78 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
                     tuple(failures))
 
 
+class WeightsGuard:
+    """Attacks must not change the model: its parameters and buffers are hashed before each attack and after it;
+    a change fails that attack, and the weights (and eval mode) are put back before anything else runs."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.saved = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        self.digest = weights_digest(model)
+
+    @contextlib.contextmanager
+    def watching(self, name: str):
+        changed = False
+        try:
+            yield
+        finally:
+            changed = weights_digest(self.model) != self.digest
+            if changed:
+                self.model.load_state_dict(self.saved)
+            self.model.eval()
+        if changed:
+            raise AttackRefused(f"{name} changed the model's weights or buffers (they were put back; its results "
+                                f"are not counted)")
+
+
+def weights_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _reason(spec: AttackSpec, error: Exception) -> str:
     """One line: the harness's own message (a cross-check that failed, a refused output), else the exception."""
     return str(error) if isinstance(error, UserError) else failure_line(spec.name, error)
 
 
+@dataclass(frozen=True)
+class Added:
+    """What one more attack on a stored model adds to its record: its entries and its own checks."""
+
+    spec: AttackSpec
+    entries: tuple[AttackResult, ...]
+    checks: tuple[Check, ...]
+
+
 def reevaluate(record: Record, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec, *,
-               batch_size: int | None, cross_check_images: int) -> Record:
-    """`record` with `spec`'s results added (replacing earlier ones of the same attack, parameters and eps), the
-    worst case, the sanity checks and their flag recomputed over everything it holds."""
-    size = record.evaluation.test_size
+               batch_size: int | None, cross_check_images: int) -> Added:
+    """`spec` on the stored model of `record`, on the images its record says were right when clean (the caller
+    has checked that the model still classifies them so), with its cross-check, eps-0 check and self-report."""
     clean_correct = record.clean_mask()
     batch_size = batch_size or default_batch_size(model, images.device, tuple(images.shape[1:]))
-    measured = run_attack(model, images, labels, spec, clean_correct, seed=record.seed, batch_size=batch_size,
-                          checked=cross_check_positions(clean_correct, cross_check_images, record.seed))
-    new = {entry.identity for entry in measured.entries}
-    entries = tuple(e for e in record.attacks if e.identity not in new) + measured.entries
-    worst = worst_case(entries, clean_correct)
-    kept = tuple(c for c in record.checks or () if c.check in ("eps0", "large-eps") and c.attack != spec.name)
-    right = np.flatnonzero(clean_correct)
-    checks = kept + tuple(eps0_check(model, images, labels, measured.attack, right, record.seed)) \
-        + tuple(mask_checks(entries, worst, size))
-    failures = tuple(f for f in record.attack_failures or () if not (f.name == spec.name
-                                                                       and same_params(f.params, spec.params)))
+    with WeightsGuard(model).watching(spec.name):
+        measured = run_attack(model, images, labels, spec, clean_correct, seed=record.seed, batch_size=batch_size,
+                              checked=cross_check_positions(clean_correct, cross_check_images, record.seed))
+        checks = tuple(eps0_check(model, images, labels, measured.attack, np.flatnonzero(clean_correct),
+                                  record.seed))
+    return Added(spec, measured.entries, checks + (report_check(measured),))
+
+
+def merge(record: Record, added: Added) -> Record:
+    """`record` with `added` in it: its entries replace earlier ones of the same attack, parameters and eps; the
+    worst case, the checks the masks decide, the flags and the failures are recomputed over everything held."""
+    size = record.evaluation.test_size
+    new = {entry.identity for entry in added.entries}
+    entries = tuple(e for e in record.attacks if e.identity not in new) + added.entries
+    worst = worst_case(entries, record.clean_mask())
+    kept = tuple(c for c in record.checks or () if c.check in ("eps0", "large-eps", "self-report")
+                 and c.attack != added.spec.name)
+    checks = kept + added.checks + tuple(mask_checks(entries, worst, size))
+    failures = tuple(f for f in record.attack_failures or () if not (f.name == added.spec.name
+                                                                       and same_params(f.params, added.spec.params)))
     flags = tuple(f for f in record.flags or () if f.code not in ("sanity-check", "attack-failed")) \
         + sanity_flags(checks) + failure_flags(failures)
     return dataclasses.replace(record, attacks=entries, worst_case=worst, checks=checks, flags=flags,

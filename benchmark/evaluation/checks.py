@@ -50,6 +50,20 @@ def worst_case(entries: tuple[AttackResult, ...], clean_correct: np.ndarray) -> 
     return tuple(rows)
 
 
+REPORT_TOLERANCE = 0.005  # of the attacked images: float noise between two batch compositions, no more
+
+
+def report_check(run) -> Check:
+    """The harness reads every returned image itself; where the attack's own report differed (an image it said
+    was robust that the model misclassifies, or the reverse) more often than float noise explains, its reports
+    are wrong. The harness's reading is what counts either way."""
+    worst = max(run.disagreements.values(), default=0)
+    allowed = max(1, REPORT_TOLERANCE * run.attacked)
+    return _check("self-report", worst <= allowed, f"the attack's own report differed from the model's reading of "
+                  f"its images on at most {worst} of {run.attacked} image(s) per eps (at most {allowed:g} "
+                  f"expected)", run.spec.name)
+
+
 def _check(name: str, passed: bool, detail: str, attack: str = "") -> Check:
     return Check(check=name, attack=attack, passed=bool(passed), detail=detail)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.attacks import Attack, LibraryView, bucket_floor, create_attack
+from benchmark.attacks import Attack, LibraryView, bucket_floor, create_attack, logits_of
 from benchmark.errors import UserError
 from benchmark.progress import progress
 from benchmark.record import AttackResult, AttackSpec, CrossCheck, eps_text, pack_mask
@@ -30,6 +30,38 @@ log = logging.getLogger("benchmark")
 
 class CrossCheckFailed(UserError):
     """An attack and its independent reference disagree beyond the tolerance: one of them is wrong."""
+
+
+class AttackRefused(UserError):
+    """An attack returned what the harness does not count: wrong shape or type, not finite, outside [0, 1] or
+    outside its eps-ball."""
+
+
+# float32 rounding of x + eps: a correct L-infinity attack lands within this of its ball; an L2 one within this
+# relative to eps (plus the same absolute slack)
+BALL_TOLERANCE = 1e-5
+
+
+def checked_output(adversarial, images: torch.Tensor, eps: float, threat: str, name: str) -> torch.Tensor:
+    """`adversarial` if it is what an attack on `images` at `eps` may return, else AttackRefused naming why."""
+    where = f"{name} at {eps_text(eps, threat)}"
+    if not torch.is_tensor(adversarial) or adversarial.shape != images.shape or adversarial.dtype != images.dtype:
+        got = f"{tuple(adversarial.shape)} {adversarial.dtype}" if torch.is_tensor(adversarial) else \
+            type(adversarial).__name__
+        raise AttackRefused(f"{where} returned {got}, not images of shape {tuple(images.shape)} {images.dtype}")
+    adversarial = adversarial.detach().to(images.device)
+    if not torch.isfinite(adversarial).all():
+        raise AttackRefused(f"{where} returned images with NaN or infinite pixels")
+    if adversarial.min() < 0 or adversarial.max() > 1:
+        raise AttackRefused(f"{where} returned pixels outside [0, 1] ({float(adversarial.min()):.4g} to "
+                            f"{float(adversarial.max()):.4g})")
+    delta = (adversarial - images).flatten(1)
+    size = delta.abs().amax(1) if threat == "Linf" else delta.norm(dim=1)
+    limit = eps + BALL_TOLERANCE * (1 if threat == "Linf" else 1 + eps)
+    if (size > limit).any():
+        raise AttackRefused(f"{where} moved {int((size > limit).sum())} image(s) outside its eps-ball (up to "
+                            f"{float(size.max()):.6g}, {threat} eps {eps:.6g})")
+    return adversarial
 
 
 def build(spec: AttackSpec) -> Attack:
@@ -46,6 +78,8 @@ class AttackRun:
     seconds: float
     cross_check_seconds: float
     kept: dict  # eps -> the adversarial images of the first `keep` test images (the clean image where wrong)
+    disagreements: dict  # eps -> images where the attack's own report differed from the harness's reading
+    attacked: int  # the clean-correct images it ran on
 
 
 def default_batch_size(model: nn.Module, device: torch.device, image_shape: tuple[int, ...]) -> int:
@@ -101,17 +135,27 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
     right = np.flatnonzero(clean_correct)
     tick = time.perf_counter()
     robust = {eps: np.zeros(len(images), dtype=bool) for eps in spec.eps}
+    disagreements = {eps: 0 for eps in spec.eps}
     kept = {eps: to_float(images[:keep]).contiguous() for eps in spec.eps}
     for start in progress(range(0, len(right), batch_size), desc=f"{spec.name} at {len(spec.eps)} eps",
                           unit="batch"):
         positions = right[start:start + batch_size]
         x, y = batch(images, labels, positions)
         generators = [generator(seed, f"attack/{spec.name}/{eps!r}/{start}", images.device) for eps in spec.eps]
-        for eps, outcome in zip(spec.eps, attack.perturb_grid(model, x, y, list(spec.eps), generators=generators)):
-            robust[eps][positions] = outcome.robust.cpu().numpy()
+        outcomes = attack.perturb_grid(model, x, y, list(spec.eps), generators=generators)
+        if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(spec.eps):
+            raise AttackRefused(f"{spec.name} returned {type(outcomes).__name__}, not one outcome per eps")
+        for eps, outcome in zip(spec.eps, outcomes):
+            adversarial = checked_output(getattr(outcome, "adversarial", None), x, eps, attack.threat, spec.name)
+            with torch.no_grad():  # the harness decides what was fooled, never the attack's own report
+                still_right = logits_of(model, adversarial).argmax(1) == y
+            reported = getattr(outcome, "robust", None)
+            if torch.is_tensor(reported) and reported.shape == still_right.shape:
+                disagreements[eps] += int((reported.to(still_right.device).bool() != still_right).sum())
+            robust[eps][positions] = still_right.cpu().numpy()
             shown = positions < keep
             if shown.any():
-                kept[eps][torch.as_tensor(positions[shown], device=images.device)] = outcome.adversarial[
+                kept[eps][torch.as_tensor(positions[shown], device=images.device)] = adversarial[
                     torch.as_tensor(shown, device=images.device)]
     seconds = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -124,7 +168,7 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
     log.info("%s: %s (%.1f s; cross-check on %d images %.1f s)", spec.name,
              ", ".join(f"{eps_text(eps, attack.threat)} {100 * r.mean():.1f}%" for eps, r in robust.items()), seconds,
              len(checked), cross_seconds)
-    return AttackRun(spec, attack, entries, seconds, cross_seconds, kept)
+    return AttackRun(spec, attack, entries, seconds, cross_seconds, kept, disagreements, len(right))
 
 
 def cross_check(model: nn.Module, attack: Attack, images: torch.Tensor, labels: torch.Tensor,
