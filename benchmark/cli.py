@@ -430,7 +430,8 @@ def _cmd_leaderboard(args) -> None:
         groups = build_site(args.records, args.out, include_unpublished=args.include_unpublished)
     except SchemaError as error:
         print("\n".join(error.problems), file=sys.stderr)
-        raise UserError(f"{error}; nothing written (run `python -m benchmark validate` for the same list)") from None
+        raise UserError(f"{error.summary}; nothing written (run `python -m benchmark validate` for the same "
+                        f"list)") from None
     log.info("leaderboard of %d section(s) written to %s (index.html, leaderboard.md, records/)",
              len(groups), args.out)
 
@@ -442,7 +443,7 @@ def _cmd_validate(args) -> None:
         records = load_records(args.paths, allow_empty=True)
     except SchemaError as error:
         print("\n".join(error.problems), file=sys.stderr)
-        raise
+        raise UserError(error.summary) from None
     if not records:
         print(f"no record files (*.json) under {', '.join(str(path) for path in args.paths)}: nothing to check")
         return

@@ -120,6 +120,23 @@ def to_rgb_tensor(array: np.ndarray) -> torch.Tensor:
     return tensor.contiguous()
 
 
+EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _rgb8(image, path) -> np.ndarray:
+    """An image's pixels as 8-bit RGB (H x W x 3): 8-bit modes through PIL's conversion, 16-bit grayscale scaled
+    by 255 / 65535 (PIL's own conversion clips it, turning almost every pixel white); other modes (32-bit
+    integers, floats) are refused, since their range is not known."""
+    if image.mode in EIGHT_BIT_MODES:
+        return np.array(image.convert("RGB"))
+    if image.mode in SIXTEEN_BIT_MODES:
+        gray = np.round(np.array(image, dtype=np.float64) * (255 / 65535)).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    raise UserError(f"image {path} has pixel mode {image.mode!r}, which this benchmark does not read (8-bit "
+                    f"images and 16-bit grayscale are read): convert it to 8-bit RGB")
+
+
 def decode_images(paths: list, size: int) -> torch.Tensor:
     """Decodes image files (paths, or (name, bytes) pairs of files held in memory) with PIL (threads), as RGB,
     resized to size x size where they differ."""
@@ -135,7 +152,7 @@ def decode_images(paths: list, size: int) -> torch.Tensor:
                 if width * height > MAX_IMAGE_PIXELS:
                     raise UserError(f"image {path} is {width} x {height} pixels, more than this benchmark decodes "
                                     f"({MAX_IMAGE_PIXELS:,} pixels): remove or shrink it")
-                image = torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1)
+                image = torch.from_numpy(_rgb8(opened, path)).permute(2, 0, 1)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
             raise UserError(f"cannot decode image {path}: {error}") from None
         if image.shape[1:] != (size, size):

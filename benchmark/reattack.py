@@ -31,7 +31,7 @@ from benchmark.record import AttackSpec, Record, Reevaluation, eps_text
 from benchmark.records import LOCK, now, write_record
 from benchmark.run import resolve_device
 from benchmark.schema import load_records
-from benchmark.storage import file_lock, read_weights
+from benchmark.storage import file_lock, read_regular, read_weights
 
 log = logging.getLogger("benchmark")
 
@@ -125,7 +125,7 @@ def reattack(paths: list[Path], *, attack: str, eps: list[float], params: dict, 
         line = Reevaluation(attack=spec.name, params=dataclasses.asdict(built), eps=spec.eps,
                             package=benchmark.__version__, created=now())
         with file_lock(item.path.parent / LOCK):  # another `attack` or `run` on this folder waits: no lost update
-            current = Record.parse(item.path.read_text(encoding="utf-8"))
+            current = Record.parse(read_regular(item.path).decode("utf-8"))
             if current.run_key() != record.run_key():
                 raise UserError(f"{item.path} was replaced by another run's record while it was attacked; run the "
                                 f"command again")

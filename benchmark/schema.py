@@ -20,12 +20,14 @@ from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.record import Record, RecordError, parse_json, schema_errors, schema_file, schema_version
+from benchmark.storage import read_regular
 
 __all__ = ["RecordFile", "SchemaError", "check_record", "find_record_files", "load_records", "parse_record",
            "schema_file"]
 # characters no record string may hold: C0/C1 controls, line/paragraph separators, bidi embeddings/overrides
 _FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 MAX_SAFE_INTEGER = 2 ** 53 - 1
+MAX_RECORD_BYTES = 64 << 20  # a record with masks of a million test images is about 10 MB
 parse_record = parse_json
 
 
@@ -34,7 +36,9 @@ class SchemaError(UserError):
 
     def __init__(self, problems: list[str], bad_files: int, checked: int):
         self.problems = problems
-        super().__init__(f"{len(problems)} problem(s) in {bad_files} of {checked} record file(s)")
+        self.summary = f"{len(problems)} problem(s) in {bad_files} of {checked} record file(s)"
+        first = f" (the first: {problems[0]})" if problems else ""
+        super().__init__(self.summary + first)
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,7 @@ def load_records(paths: Iterable[Path], *, allow_empty: bool = False) -> list[Re
 
 def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: dict[str, Path]) -> None:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular(path, MAX_RECORD_BYTES).decode("utf-8")
     except UnicodeDecodeError as error:
         problems.append(f"{path}: not UTF-8 text: {error.reason} at byte {error.start}")
         return

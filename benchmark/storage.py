@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,9 +44,45 @@ WRITER = f"{slug(socket.gethostname()).replace('.', '-')}-{os.getpid()}"  # host
 _TEMPORARY = re.compile(r"\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.(tmp|old)")
 
 
-def remove_stale_temporaries(*folders: Path) -> int:
+MAX_READ = 4 << 30  # no file this package reads is larger (a 45,000-image cache is about 140 MB)
+
+
+class UnsafeFile(OSError):
+    """A path that is not a regular file of bounded size: a FIFO, a device, a link, or too large."""
+
+
+def read_regular(path: Path, limit: int = MAX_READ, *, follow_links: bool = False) -> bytes:
+    """The bytes of `path` when it is a regular file of at most `limit` bytes; UnsafeFile when it is anything
+    else (a FIFO would block the read forever, /dev/zero never ends, a link could read any file), and
+    FileNotFoundError when it is missing. The size is checked on the open file, so a swap in between does not
+    help."""
+    path = Path(path)
+    if not follow_links and path.is_symlink():
+        raise UnsafeFile(f"{path}: a symbolic link, not a regular file (links are not followed)")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise UnsafeFile(f"{path}: cannot be opened as a regular file ({error.strerror or error})") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(f"{path}: not a regular file (a FIFO, a device or a folder)")
+        if info.st_size > limit:
+            raise UnsafeFile(f"{path}: {info.st_size:,} bytes, more than the {limit:,} this file may hold")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeFile(f"{path}: more than the {limit:,} bytes this file may hold")
+    return data
+
+
+def remove_stale_temporaries(*folders: Path, prefix: str = "") -> int:
     """Deletes the temporary files and folders that writers on this host left when killed mid-write; a live
-    writer's (another sweep's, a Ray task's) are left alone. Returns how many were deleted."""
+    writer's (another sweep's, a Ray task's) are left alone. With `prefix`, only temporaries of names starting
+    with it (a folder that is not ours, such as the parent of a site, keeps everything else). Returns how many
+    were deleted."""
     import shutil
 
     host = WRITER.rsplit("-", 1)[0]
@@ -54,7 +91,10 @@ def remove_stale_temporaries(*folders: Path) -> int:
         folder = Path(folder)
         if not folder.is_dir():
             continue
-        for path in list(folder.rglob(".*.tmp")) + list(folder.rglob(".*.old")):
+        found = folder.glob(f".{prefix}*") if prefix else [*folder.rglob(".*.tmp"), *folder.rglob(".*.old")]
+        for path in list(found):
+            if not path.name.endswith((".tmp", ".old")):
+                continue
             match = _TEMPORARY.fullmatch(path.name)
             if match and match["host"] == host and not _running(int(match["pid"])):
                 if path.is_dir() and not path.is_symlink():
@@ -151,7 +191,7 @@ def read_sealed(path: Path) -> bytes | None:
     """The payload of a sealed file, or None (with a warning) when it is missing, damaged or not ours."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -192,13 +232,42 @@ def write_arrays_sealed(path: Path, **arrays: np.ndarray) -> None:
     write_sealed(path, buffer.getvalue())
 
 
+def read_npz(data: bytes, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of an .npz held in memory, each header checked before its array is allocated: no pickled
+    objects, and at most `limit` bytes in all as the headers declare them (a header can declare terabytes).
+    ValueError when it is not such an archive."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    arrays, total = {}, 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy") or info.file_size > limit:
+                    raise ValueError(f"member {info.filename!r} is not an array of at most {limit:,} bytes")
+                with archive.open(info) as member:
+                    version = npy.read_magic(member)
+                    shape, fortran, dtype = (npy.read_array_header_1_0 if version == (1, 0) else
+                                             npy.read_array_header_2_0)(member)
+                    if dtype.hasobject:
+                        raise ValueError(f"member {info.filename!r} holds Python objects")
+                    total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if total > limit:
+                        raise ValueError(f"the arrays declare more than {limit:,} bytes")
+                with archive.open(info) as member:
+                    arrays[info.filename[:-len(".npy")]] = npy.read_array(member, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"not an .npz archive ({error})") from None
+    return arrays
+
+
 def read_arrays_sealed(path: Path) -> dict[str, np.ndarray] | None:
     payload = read_sealed(path)
     if payload is None:
         return None
     try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
+        return read_npz(payload, MAX_READ)
     except Exception as error:
         log.warning("%s does not hold arrays (%s); computing it again", path, error)
         return None
@@ -252,9 +321,11 @@ def read_weights(path: Path, sha256: str) -> dict:
     from benchmark.errors import UserError
 
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(Path(path))
     except FileNotFoundError:
         raise UserError(f"{path}: the record's model weights are missing; re-run the run to get them") from None
+    except OSError as error:
+        raise UserError(f"{error}; the weights must be the regular file the run wrote") from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise UserError(f"{path}: the weights do not match the record's model.sha256 (damaged or replaced); "
                         f"restore the file or re-run the run")

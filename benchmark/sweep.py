@@ -20,7 +20,7 @@ from benchmark.progress import Progress
 from benchmark.protocol import Protocol
 from benchmark.record import Record
 from benchmark.run import RunSpec, load_protocol_data, resolve_device, run_one
-from benchmark.storage import ensure_writable, remove_stale_temporaries
+from benchmark.storage import ensure_writable, read_regular, remove_stale_temporaries
 
 log = logging.getLogger("benchmark")
 
@@ -117,4 +117,4 @@ def _describe(device: torch.device) -> str:
 
 
 def _read(path: Path) -> Record:
-    return Record.parse(path.read_text())
+    return Record.parse(read_regular(path).decode("utf-8"))

@@ -8,7 +8,6 @@ import base64
 import io
 import math
 import re
-import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from benchmark.record import eps_text
+from benchmark.storage import read_npz, read_regular
 
 GALLERY_MAX_BYTES = 1 << 20
 _RC = {"svg.hashsalt": "coreset-bench", "svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10,
@@ -136,30 +136,27 @@ def _png(pixels: np.ndarray) -> str:
 
 
 def load_gallery(path: Path) -> dict | None:
-    """A run's gallery artifact, read without pickles and within bounds (it comes with untrusted records);
-    None when it is missing, a link, too large or not as the harness writes it."""
+    """A run's gallery artifact, read without pickles and within bounds (it comes with untrusted records): its
+    array headers are checked before any array is allocated, then every array's type and shape. None when it is
+    missing, not a regular file, too large or not as the harness writes it."""
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > GALLERY_MAX_BYTES:
+        data = read_npz(read_regular(path, GALLERY_MAX_BYTES), 8 * GALLERY_MAX_BYTES)
+        clean, eps = data["clean"], data["eps"]
+        if clean.dtype != np.uint8 or clean.ndim != 4 or clean.shape[0] > 16 or clean.shape[1] != 3 \
+                or max(clean.shape[2:]) > 256 or eps.ndim != 1 or eps.dtype.kind != "f" or len(eps) > 4 \
+                or not np.isfinite(eps).all() or data["class_names"].dtype.kind not in "U" \
+                or data["class_names"].ndim != 1 or data["attack"].dtype.kind != "U" or data["attack"].ndim != 0:
             return None
-        with zipfile.ZipFile(path) as archive:
-            if sum(info.file_size for info in archive.infolist()) > 8 * GALLERY_MAX_BYTES:
-                return None
-        with np.load(path, allow_pickle=False) as stored:
-            data = {name: stored[name] for name in stored.files}
-        clean = data["clean"]
-        if clean.dtype != np.uint8 or clean.ndim != 4 or clean.shape[0] > 16 or clean.shape[1] not in (1, 3) \
-                or max(clean.shape[2:]) > 256:
-            return None
-        count = len(data["eps"])
-        for i in range(count):
+        for i in range(len(eps)):
             if data[f"adversarial_{i}"].shape != clean.shape or data[f"adversarial_{i}"].dtype != np.uint8:
                 return None
         names = [str(name) for name in data["class_names"]]
-        for key in ["labels", "clean_predictions"] + [f"predictions_{i}" for i in range(count)]:
-            if data[key].shape != (clean.shape[0],) or not ((0 <= data[key]) & (data[key] < len(names))).all():
+        for key in ["labels", "clean_predictions"] + [f"predictions_{i}" for i in range(len(eps))]:
+            if data[key].dtype.kind not in "iu" or data[key].shape != (clean.shape[0],) \
+                    or not ((0 <= data[key]) & (data[key] < len(names))).all():
                 return None
         return {**data, "class_names": names}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+    except (OSError, ValueError, KeyError):
         return None
 
 

@@ -110,7 +110,7 @@ def build_site(inputs: Iterable[Path], out: Path, *, include_unpublished: bool =
         raise UserError("--out cannot be the root directory: choose a new or empty directory")
     groups = build_groups(records)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out.parent)
+    remove_stale_temporaries(out.parent, prefix=f"{out.name}.")  # only this site's: the parent is not ours
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{WRITER}.", suffix=".tmp", dir=out.parent))
     try:
         shown = views(groups, _copy_records(records, staging))

@@ -19,7 +19,7 @@ import torch
 from benchmark.data import ImageDataset, decode_images
 from benchmark.datasets import Dataset, register
 from benchmark.errors import UserError
-from benchmark.storage import read_tensors, slug, write_tensors
+from benchmark.storage import read_npz, read_regular, read_tensors, slug, write_tensors
 
 MAX_FILES = 10_000_000
 MAX_BYTES = 1 << 31  # a pack is read whole
@@ -46,10 +46,14 @@ class JpegPack(Dataset):
             raise UserError(f"{path} is not a readable regular file: pass --dataset jpegpack:PATH/cifar10-jpeg.npz")
         if path.stat().st_size > MAX_BYTES:
             raise UserError(f"{path} is {path.stat().st_size:,} bytes, more than a pack this benchmark reads")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+        try:
+            data = read_regular(path, MAX_BYTES)
+        except OSError as error:
+            raise UserError(f"{error}: pass --dataset jpegpack:PATH/cifar10-jpeg.npz") from None
+        digest = hashlib.sha256(data).hexdigest()[:24]
         cache_file = Path(cache_dir) / "jpegpack" / f"{digest}-{self.image_size}.safetensors"
         stored = read_tensors(cache_file) if cache_file.exists() else None
-        names, files = self._files(path)
+        names, files = self._files(path, data)
         if stored is None:
             images = decode_images(files, self.image_size)
             stored = {"images": images}
@@ -64,13 +68,17 @@ class JpegPack(Dataset):
                             tuple(classes), validation_size=round(0.1 * len(train)))
 
     @staticmethod
-    def _files(path: Path):
+    def _files(path: Path, data: bytes):
         try:
-            with np.load(path, allow_pickle=False) as pack:
-                arrays = {key: pack[key] for key in ("header", "payload", "offsets", "labels", "split", "classes")}
-        except (OSError, ValueError, KeyError) as error:
+            pack = read_npz(data, 4 * MAX_BYTES)
+            arrays = {key: pack[key] for key in ("header", "payload", "offsets", "labels", "split", "classes")}
+        except (ValueError, KeyError) as error:
             raise UserError(f"{path} is not a JPEG pack ({str(error).splitlines()[0]}): see the module's "
                             f"docstring for its arrays") from None
+        if any(arrays[key].dtype.kind not in "iu" or arrays[key].ndim != 1 for key in ("offsets", "labels", "split")) \
+                or arrays["classes"].dtype.kind != "U" or arrays["classes"].ndim != 1:
+            raise UserError(f"{path}: offsets, labels and split must be integer lists and classes a list of names: "
+                            f"not a JPEG pack")
         header, payload, offsets = arrays["header"], arrays["payload"], arrays["offsets"].astype(np.int64)
         labels, split, classes = arrays["labels"], arrays["split"], [str(c) for c in arrays["classes"]]
         count = len(labels)
