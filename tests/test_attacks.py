@@ -278,6 +278,14 @@ def test_evaluate_counts_robust_only_when_right_clean_and_keeps_the_worst_case_p
     assert gallery["clean"].shape == (3, 3, 4, 4) and len(gallery["eps"]) == 2
 
 
+def _right_uint8(model, count: int):
+    """`count` 8-bit images, as a run holds them, each labelled with the model's own prediction."""
+    images, _ = _right(model, count)
+    uint8 = (images * 255).round().to(torch.uint8)
+    with torch.no_grad():
+        return uint8, model(uint8.float() / 255).argmax(1)
+
+
 def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
     """An attack whose images move less as eps grows (its accuracy rises with eps, stays above FGSM and leaves
     images robust at 64/255: a gradient-masking signature) fails the sanity checks, which are recorded."""
@@ -292,10 +300,7 @@ def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
 
     monkeypatch.setattr(PGD, "perturb", weak)
     model = tiny_model(5, seed=3)
-    images, labels = _right(model, 40)
-    uint8 = (images * 255).round().to(torch.uint8)
-    with torch.no_grad():
-        labels = model(uint8.float() / 255).argmax(1)
+    uint8, labels = _right_uint8(model, 40)
     suite = [AttackSpec("fgsm", {}, (0.1, 0.3)), AttackSpec("pgd", {"steps": 5}, (0.1, 0.3))]
     result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
     failed = {(c.check, c.attack) for c in result.checks if not c.passed}
@@ -341,10 +346,7 @@ def _suite_with_planted_pgd(monkeypatch, planted):
 
     monkeypatch.setattr(PGD, "perturb_grid", planted)
     model = tiny_model(5, seed=3)
-    images, _ = _right(model, 40)
-    uint8 = (images * 255).round().to(torch.uint8)
-    with torch.no_grad():
-        labels = model(uint8.float() / 255).argmax(1)
+    uint8, labels = _right_uint8(model, 40)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     suite = [AttackSpec("pgd", {"steps": 3}, (0.05, 0.2)), AttackSpec("fgsm", {}, (0.05, 0.2))]
     result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
