@@ -176,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the grid, what is done and the proxies to train; run nothing, download nothing")
     sweep.add_argument("--executor", choices=("local", "ray"), default="local",
                        help="local: one run at a time here; ray: each run a Ray task (1 GPU where there are GPUs)")
-    sweep.add_argument("--address", help="Ray cluster to join (e.g. auto); default: a new local Ray instance, "
-                       "bound to this machine only")
+    sweep.add_argument("--address", help="Ray cluster to join (e.g. auto; securing it is yours: README, Security); "
+                       "default: a new local Ray instance protected by a fresh token (Ray's servers listen on every "
+                       "interface)")
     sweep.add_argument("--cpus-per-run", type=int, default=1, metavar="N",
                        help="CPUs (torch threads) per Ray task on a cluster without GPUs (default 1)")
 
@@ -235,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "model is refused as not the one measured (default 0; another CPU may differ on a few)")
     _add_where_options(attack, out=False)
 
+    check = verbs.add_parser("check", help="check a selector against the contract every selector passes",
+                             description="Runs a registered selector (yours, installed through the "
+                             "coreset_bench.selectors entry points, or a file in methods/) on a small synthetic pool "
+                             "and checks the contract: exactly the budget per class, explicit class budgets, the "
+                             "same indices for the same seed, the whole pool when unbalanced, a paper to cite. "
+                             "Needs no tests folder and no pytest.")
+    check.add_argument("method", help="the selector's registered name")
+    check.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE")
+
     for name, what in (("methods", "selectors"), ("attacks", "attacks"), ("datasets", "datasets"),
                        ("presets", "protocol presets")):
         verbs.add_parser(name, help=f"list the registered {what}", description=f"Lists the registered {what}.")
@@ -244,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "curves and adversarial examples; works offline), leaderboard.md and copies of the "
                              "records under records/ into --out. Invalid records: nothing is written. Only the "
                              "published presets are shown unless --include-unpublished.")
-    board.add_argument("--records", type=Path, nargs="+", default=[Path("submissions")], metavar="DIR",
-                       help="record files or directories, searched recursively (default submissions/)")
+    board.add_argument("paths", type=Path, nargs="*", metavar="RECORDS",
+                       help="record files or directories, searched recursively, as for validate and export "
+                       "(default submissions/)")
+    board.add_argument("--records", type=Path, nargs="+", metavar="DIR", help="the same as RECORDS (older spelling)")
     board.add_argument("--out", type=Path, default=Path("site"),
                        help="site directory: new, empty, or a site written before (default site/)")
     board.add_argument("--include-unpublished", action="store_true",
@@ -348,6 +360,18 @@ def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_goin
                         f"run the same command again to do only those")
 
 
+def _cmd_check(args) -> None:
+    from benchmark.contract import check_selector
+
+    results = check_selector(args.method, dict(args.param))
+    for what, problem in results:
+        print(f"{'ok  ' if not problem else 'FAIL'} {what}" + (f": {problem}" if problem else ""))
+    failed = [what for what, problem in results if problem]
+    if failed:
+        raise UserError(f"{args.method}: {len(failed)} of {len(results)} contract check(s) failed (listed above)")
+    print(f"{args.method} passes the selector contract ({len(results)} checks)")
+
+
 def _cmd_job(args) -> None:
     from benchmark.job import board_order, done_names, job
     from benchmark.plan import method_params, parse_methods
@@ -426,8 +450,14 @@ def _cmd_leaderboard(args) -> None:
     from benchmark.leaderboard import build_site
     from benchmark.schema import SchemaError
 
+    paths = list(args.paths) + list(args.records or []) or [Path("submissions")]
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        default = " (the default: a clone's submissions/ folder)" if not args.paths and not args.records else ""
+        raise UserError(f"no records at {missing[0]}{default}: name the record files or folders, e.g. "
+                        f"`python -m benchmark leaderboard results/ --out site`")
     try:
-        groups = build_site(args.records, args.out, include_unpublished=args.include_unpublished)
+        groups = build_site(paths, args.out, include_unpublished=args.include_unpublished)
     except SchemaError as error:
         print("\n".join(error.problems), file=sys.stderr)
         raise UserError(f"{error.summary}; nothing written (run `python -m benchmark validate` for the same "
@@ -477,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         _set_threads(getattr(args, "threads", None))
         if getattr(args, "compile", None):  # read by the training loop, here and in worker processes
             os.environ["CORESET_BENCH_COMPILE"] = "" if args.compile == "none" else args.compile
-        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "job": _cmd_job, "select": _cmd_select, "attack": _cmd_attack,
+        verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "job": _cmd_job, "check": _cmd_check, "select": _cmd_select,
+                 "attack": _cmd_attack,
                  "methods": _cmd_list, "attacks": _cmd_list, "datasets": _cmd_list, "presets": _cmd_list,
                  "leaderboard": _cmd_leaderboard, "validate": _cmd_validate, "export": _cmd_export}
         verbs[args.verb](args)

@@ -71,6 +71,16 @@ def measures(record: Record) -> dict[tuple[str, str, float], float]:
     return found
 
 
+def _run_seconds(record: Record) -> float:
+    """What a run cost, in seconds of its device: selection (with its proxies' training), training and
+    evaluation, as the record states them (NaN where a part is not stated)."""
+    evaluation = record.evaluation.seconds.total if record.evaluation and record.evaluation.seconds else None
+    if evaluation is None:
+        return math.nan
+    return float(record.selection.seconds + (record.selection.proxy_training_seconds or 0.0)
+                 + record.training.seconds + evaluation)
+
+
 def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
     """One row per record, with the columns the tables are built from."""
     rows = []
@@ -92,6 +102,7 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
             "worst_mean": float(np.mean(worst_linf)) if worst_linf else math.nan,
             "select_seconds": float(record.selection.seconds),
             "train_seconds": float(record.training.seconds),
+            "run_seconds": _run_seconds(record), "created": record.created[:10],
             "flags": record.flag_codes,
             "package": record.environment.package, "device": str(record.environment.device or ""),
             "commit": record.environment.git_commit or "",
@@ -165,7 +176,9 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
                "galleries": [g for g in part["gallery"].tolist() if g is not None],
                "flags": sorted({code for codes in part["flags"] for code in codes}),
                "flagged_runs": int(sum(1 for codes in part["flags"] if codes))}
-        for name in ("clean", "select_seconds", "relative", "headline", "worst_mean"):
+        row["date"] = max(part["created"])
+        row["devices"] = sorted(set(part["device"]))
+        for name in ("clean", "select_seconds", "run_seconds", "relative", "headline", "worst_mean"):
             row[f"{name}_mean"], row[f"{name}_std"] = mean_std(part[name])
         row["relative_fallback"] = bool(part["relative_fallback"].any())
         row["measures"] = {key: mean_std([m.get(key, math.nan) for m in part["measures"]]) for key in measure_keys}

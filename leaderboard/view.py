@@ -27,6 +27,13 @@ from benchmark.leaderboard.study import study_view
 
 from benchmark.record import eps_text
 
+FLAG_MEANINGS = {
+    "chance-level": "the model's clean accuracy is within three binomial standard deviations of chance",
+    "one-class": "90 % or more of its test predictions are one class",
+    "few-steps": "its final training took fewer than 20 optimizer steps",
+    "sanity-check": "an attack failed a check against gradient masking (in the record's checks)",
+    "attack-failed": "an attack of the suite failed and was left out of the worst case (in attack_failures)",
+}
 SELECTION_TIME_NOTE = ("Selection time is the selector's own, given its proxies' outputs; training the proxies (the "
                        "shared one, once per seed, and any a method trains for itself) is not counted in it.")
 
@@ -208,6 +215,9 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
             "worst_mean": _cell(row.worst_mean_mean, row.worst_mean_std),
             "vs_headline": _comparison(row.vs_random_headline), "vs_clean": _comparison(row.vs_random_clean),
             "seconds": _cell(row.select_seconds_mean, row.select_seconds_std, scale=1),
+            "cost": {"text": f"{row.run_seconds_mean:,.0f} s ({', '.join(row.devices)})"
+                     if _finite(row.run_seconds_mean) else "n/a", "value": _value(row.run_seconds_mean, scale=1)},
+            "date": row.date,
             "flags": row.flags, "flagged_runs": row.flagged_runs, "unranked": row.unranked,
             "rank": _rank_text(row.rank_low, row.rank_high), "rank_value": _value(row.rank_low, scale=1),
             "tie": int(row.tie),
@@ -242,8 +252,10 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
                                       for cell in cells]})
     galleries = [g for g in (gallery_view(row) for row in summary.itertuples()
                              if row.fraction == min(group.fractions)) if g is not None]
-    legend = [{"index": i, "label": label, "color": matplotlib.colors.to_hex(colors[label][0]),
-               "dashed": colors[label][1] != "-"} for i, label in enumerate(order)]
+    legend = [{"index": i, "label": label, "method": method, "color": matplotlib.colors.to_hex(colors[label][0]),
+               "dashed": colors[label][1] != "-"} for i, (label, method) in enumerate(zip(order, methods))]
+    flags = sorted({code for codes in summary["flags"] for code in codes})
+    flag_legend = [{"code": code, "meaning": FLAG_MEANINGS.get(code, "see the record")} for code in flags]
     return {"id": group.id, "title": group.title, "facts": group.facts, "facts_line": facts_line(group.facts),
             "schema": group.schema,
             "headline_eps": eps_text(group.headline_eps), "caveats": caveats(group),
@@ -251,6 +263,7 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
             "full_rows": full_rows, "attack_tables": attack_tables, "rows": rows, "legend": legend,
             "curves": robustness_svgs(group, order, colors), "galleries": galleries,
             "attacks": [a for a in group.attacks if a != WORST], "study": study_view(group),
+            "flag_legend": flag_legend,
             "protocol": json.dumps(group.protocol.to_json(), sort_keys=True)}
 
 

@@ -176,3 +176,37 @@ def test_the_wheel_installs_no_top_level_name_but_benchmark(tmp_path):
     assert "benchmark/methods/cal.py" in names and "benchmark/leaderboard/templates/index.html.j2" in names
     assert "benchmark/schemas/run-3.schema.json" in names
     assert "benchmark/leaderboard/templates/leaderboard.md.j2" in names
+
+
+def test_check_tells_a_contributor_whether_a_selector_keeps_the_contract(capsys):
+    """The contract runs from the installed package (no tests folder): a registered selector passes it; a
+    plug-in that ignores the class budgets and the seed's determinism fails, each check named."""
+    import itertools
+    from dataclasses import dataclass
+
+    import numpy as np
+
+    from benchmark.selection import SELECTORS, Selection, Selector
+
+    assert main(["check", "random"]) == 0
+    assert "random passes the selector contract (5 checks)" in capsys.readouterr().out
+    calls = itertools.count()
+
+    @dataclass(frozen=True)
+    class Sloppy(Selector):
+        name = "sloppy"
+        paper = "Nobody, 2026. A sloppy selector"
+        uses_proxy = False
+
+        def select(self, context):
+            shift = next(calls) % 2  # two calls with one seed differ: not determined by the seed
+            return Selection(np.arange(context.budget) + shift)  # the first points: ignores the class budgets
+
+    SELECTORS.register(Sloppy)
+    try:
+        assert main(["check", "sloppy"]) == 2
+        out, err = capsys.readouterr()
+        assert "FAIL exactly the budget, per class" in out and "FAIL the same seed, the same indices" in out
+        assert err.strip().startswith("error: sloppy:") and "contract check(s) failed" in err
+    finally:
+        SELECTORS._entries.pop("sloppy", None)
