@@ -102,7 +102,7 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
             "worst_mean": float(np.mean(worst_linf)) if worst_linf else math.nan,
             "select_seconds": float(record.selection.seconds),
             "train_seconds": float(record.training.seconds),
-            "run_seconds": _run_seconds(record), "created": record.created[:10],
+            "run_seconds": _run_seconds(record), "day": record.created[:10],
             "flags": record.flag_codes,
             "package": record.environment.package, "device": str(record.environment.device or ""),
             "commit": record.environment.git_commit or "",
@@ -176,7 +176,7 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
                "galleries": [g for g in part["gallery"].tolist() if g is not None],
                "flags": sorted({code for codes in part["flags"] for code in codes}),
                "flagged_runs": int(sum(1 for codes in part["flags"] if codes))}
-        row["date"] = max(part["created"])
+        row["date"] = max(part["day"])
         row["devices"] = sorted(set(part["device"]))
         for name in ("clean", "select_seconds", "run_seconds", "relative", "headline", "worst_mean"):
             row[f"{name}_mean"], row[f"{name}_std"] = mean_std(part[name])

@@ -144,3 +144,15 @@ def test_attack_on_a_folder_with_an_invalid_record_says_what_is_wrong(tmp_path, 
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and str(path) in error and "clean_accuracy: 2 is out of range" in error
     assert json.loads(path.read_text())["clean_accuracy"] == 2
+
+
+def test_an_image_folder_entry_that_is_not_a_regular_file_is_refused_not_waited_on(tmp_path):
+    from benchmark.datasets import load_dataset
+
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "pets" / name / f"{i}.png")
+    os.mkfifo(tmp_path / "pets" / "dog" / "9.png")
+    with pytest.raises(UserError, match="9.png is not a regular file"):
+        load_dataset(f"imagefolder:{tmp_path / 'pets'}", cache_dir=tmp_path / "cache")

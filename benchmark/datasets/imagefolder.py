@@ -16,9 +16,15 @@ from benchmark.storage import read_tensors, slug, write_tensors
 
 
 def list_images(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """The class folders and their image files; an image name that is not a regular file (a FIFO would block
+    the decoder forever, a device never ends) is refused."""
     classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
     files = [(path, label) for label, name in enumerate(classes)
              for path in sorted((folder / name).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+    for path, _ in files:
+        if not path.is_file():
+            raise UserError(f"{path} is not a regular file (a FIFO, a device or a folder): remove it from the "
+                            f"image folder")
     return classes, files
 
 
