@@ -241,6 +241,8 @@ def test_every_registered_attack_cites_its_paper_and_reference():
     ("apgd", {"norm": "L1"}, "norm must be one of Linf, L2"),
     ("apgd", {"losses": "ce,hinge"}, "losses must be a comma-separated list of ce and dlr"),
     ("autoattack", {"queries": "0"}, "steps and queries must be at least 1"),
+    ("pgd", {"steps": "1000000000"}, "steps 1,000,000,000 is more than the 100,000 this benchmark runs"),
+    ("autoattack", {"queries": "99999999"}, "queries 99,999,999 is more than the 1,000,000"),
 ])
 def test_bad_attack_parameters_fail_when_built(name, params, message):
     with pytest.raises(UserError, match=message):

@@ -81,8 +81,21 @@ register = ATTACKS.register
 available_attacks = ATTACKS.available
 
 
+# the most any attack may be asked to do: beyond these a run never ends in practice (steps: per eps and batch)
+LIMITS = {"steps": 100_000, "restarts": 1_000, "queries": 1_000_000}
+
+
 def create_attack(name: str, params: dict[str, Any] | None = None) -> Attack:
-    return ATTACKS.create(name, params)
+    """The registered attack `name` with `params`; unknown names and parameters, values of the wrong type and
+    counts beyond `LIMITS` are one-line errors."""
+    from benchmark.errors import UserError
+
+    attack = ATTACKS.create(name, params)
+    for field, limit in LIMITS.items():
+        value = getattr(attack, field, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise UserError(f"attack {name!r}: {field} {value:,} is more than the {limit:,} this benchmark runs")
+    return attack
 
 
 def check_norm(norm: str) -> None:
