@@ -350,7 +350,7 @@ def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_goin
     for record in result.flagged:
         print(f"WARNING: {record.method} f{record.fraction:g} s{record.seed} is flagged "
               f"({', '.join(record.flag_codes)}): {record.flags[0].detail}", file=sys.stderr)
-    log.info("%d of %d record(s) in %s; see them as a page with: python -m benchmark leaderboard --records %s "
+    log.info("%d of %d record(s) in %s; see them as a page with: python -m benchmark leaderboard %s "
              "--out site --include-unpublished", len(result.records), len(result.specs), args.out, args.out)
     if result.failures:
         for spec, reason in result.failures:
