@@ -166,6 +166,11 @@ def _cells(data: dict, images: np.ndarray, predictions: np.ndarray) -> list[dict
              "right": int(p) == int(label)} for image, label, p in zip(images, data["labels"], predictions)]
 
 
+def magnification(eps: float) -> int:
+    """How much a perturbation of eps is magnified to be seen: up to about a quarter of the pixel range."""
+    return int(min(32, max(1, round(0.25 / eps)))) if eps > 0 else 1
+
+
 def gallery_view(row) -> dict | None:
     """The first seed's examples of one summary row, as rows of images with their labels."""
     for path in row.galleries:
@@ -174,8 +179,14 @@ def gallery_view(row) -> dict | None:
             continue
         versions = [{"title": "clean", "cells": _cells(data, data["clean"], data["clean_predictions"])}]
         for i, eps in enumerate(data["eps"]):
+            adversarial = data[f"adversarial_{i}"]
             versions.append({"title": f"{str(data['attack'])} at {eps_text(float(eps))}",
-                             "cells": _cells(data, data[f"adversarial_{i}"], data[f"predictions_{i}"])})
+                             "cells": _cells(data, adversarial, data[f"predictions_{i}"])})
+            scale = magnification(float(eps))
+            change = (128 + scale * (adversarial.astype(np.int32) - data["clean"].astype(np.int32))).clip(0, 255)
+            versions.append({"title": f"its perturbation ×{scale} (grey is none)",
+                             "cells": [{**cell, "true": "", "predicted": ""} for cell in
+                                       _cells(data, change.astype(np.uint8), data[f"predictions_{i}"])]})
         return {"label": row.label, "fraction": f"{row.fraction:g}", "versions": versions}
     return None
 

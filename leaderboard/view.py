@@ -153,6 +153,16 @@ def resolution(group: Group) -> list[str]:
     return lines
 
 
+def fgsm_rises(group: Group) -> int:
+    """Runs in which FGSM's accuracy rises (by more than 0.1 point) from one eps of the grid to the next."""
+    count = 0
+    for found in group.runs["measures"]:
+        grid = sorted((eps, accuracy) for (name, threat, eps), accuracy in found.items()
+                      if name == "fgsm" and threat == "Linf")
+        count += any(b[1] > a[1] + 0.001 for a, b in zip(grid, grid[1:]))
+    return count
+
+
 def caveats(group: Group) -> list[str]:
     """What a reader must know before trusting the section's numbers, stated where the numbers are."""
     facts = group.facts
@@ -185,6 +195,12 @@ def caveats(group: Group) -> list[str]:
                                                             if len(commits) > 1 else "")
                      + ": the same settings, but a harness change between them can move the numbers; compare "
                      "runs of one version where it matters.")
+    rising = fgsm_rises(group)
+    if rising:
+        lines.append(f"FGSM's accuracy rises with eps (by more than 0.1 point) in {rising} of {facts['records']} "
+                     f"runs: a known sign of a "
+                     f"weak single-step attack on these models (its one step overshoots), not a failure; the "
+                     f"iterative attacks of the suite are what the worst case rests on.")
     if facts["flagged"]:
         lines.append(f"{facts['flagged']} of {facts['records']} runs are flagged (near-chance model, too few "
                      f"training steps, or a failed sanity check of the attacks): see the flags column.")

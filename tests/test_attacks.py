@@ -410,3 +410,22 @@ def test_the_harness_reads_the_images_itself_and_an_attack_that_misreports_is_ca
     (report,) = [c for c in result.checks if c.check == "self-report" and c.attack == "pgd"]
     assert not report.passed
     assert all(c.passed for c in result.checks if c.check == "self-report" and c.attack == "fgsm")
+
+
+def test_the_gallery_shows_right_images_of_different_classes_at_the_headline_eps():
+    model = tiny_model(5, seed=3)
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 5, (64,), generator=generator)
+    suite = [AttackSpec("pgd", {"steps": 3}, (2 / 255, 4 / 255, 8 / 255, 16 / 255))]
+    result = evaluate(model, images, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=4,
+                      headline_eps=4 / 255)
+    shown = result.gallery
+    positions = shown["positions"]
+    clean = unpack_mask(result.evaluation.clean_correct, 64)
+    assert clean[positions].all()  # an image wrong when clean shows no attack
+    assert len(set(labels[torch.as_tensor(positions)].tolist())) == min(4, len(set(labels[clean].tolist())))
+    assert shown["eps"].tolist() == [4 / 255, 16 / 255]  # the headline eps, then the largest
+    assert np.array_equal(shown["clean"], images[torch.as_tensor(positions)].numpy())
+    moved = np.abs(shown["adversarial_0"].astype(int) - shown["clean"].astype(int)).max()
+    assert 0 < moved <= 4 + 1  # inside the 4/255 ball, after rounding to 8 bits

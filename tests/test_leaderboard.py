@@ -426,7 +426,8 @@ def test_adversarial_examples_are_inlined_from_the_gallery_artifact(tmp_path):
              predictions_1=np.asarray([1, 0, 1]))
     build_site([tmp_path / "in"], tmp_path / "site")
     html = (tmp_path / "site" / "index.html").read_text()
-    assert html.count('<img src="data:image/png;base64,') == 9  # 3 images x (clean + 2 eps)
+    assert html.count('<img src="data:image/png;base64,') == 15  # 3 images x (clean + 2 eps + 2 perturbations)
+    assert "its perturbation ×32" in html and "its perturbation ×8" in html  # magnified to be seen
     assert "pgd at 2/255" in html and "pgd at 8/255" in html and 'class="wrong">dog<' in html
     artifact.write_bytes(b"PK\x03\x04 damaged")  # a damaged artifact: no gallery, the page still builds
     build_site([tmp_path / "in"], tmp_path / "site")
@@ -536,3 +537,12 @@ def test_records_of_two_harness_versions_in_one_section_are_said_to_be(tmp_path)
     build_site([tmp_path / "in"], tmp_path / "site")
     assert "These records come from 2 package version(s) (0.2.0, 0.3.0)" in (tmp_path / "site" /
                                                                              "index.html").read_text()
+
+
+def test_fgsm_rising_with_eps_is_shown_as_a_weak_attack_sign_not_a_failure(tmp_path):
+    records = [make_record_v2("random", seed=seed, clean=0.5, fgsm=[0.4, 0.3, 0.35, 0.2, 0.1]) for seed in range(2)]
+    records.append(make_record_v2("random", seed=2, clean=0.5))
+    write_records(tmp_path / "in", records)
+    build_site([tmp_path / "in"], tmp_path / "site")
+    md = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert "FGSM's accuracy rises with eps (by more than 0.1 point) in 2 of 3 runs" in md and "not a failure" in md

@@ -31,7 +31,7 @@ from benchmark.evaluation.checks import (
     sanity_flags,
     worst_case,
 )
-from benchmark.evaluation.gallery import GALLERY_IMAGES, gallery_arrays, gallery_attack
+from benchmark.evaluation.gallery import GALLERY_IMAGES, gallery_arrays, gallery_attack, gallery_positions
 from benchmark.evaluation.suite import (
     AttackRefused,
     CrossCheckFailed,
@@ -75,7 +75,7 @@ class Measured:
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite: list[AttackSpec], *,
              seed: int, batch_size: int | None = None, cross_check_images: int = 16,
-             gallery: int = GALLERY_IMAGES, test_sha256: str = "") -> Measured:
+             gallery: int = GALLERY_IMAGES, headline_eps: float = 8 / 255, test_sha256: str = "") -> Measured:
     """Clean accuracy, every attack of `suite` with its cross-check, the worst case and the sanity checks, for
     uint8 test `images` (N x 3 x H x W) on the model's device."""
     model.eval()
@@ -88,6 +88,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     entries, checks, seconds, cross_seconds = [], [], {}, {}
     shown_spec = gallery_attack(suite) if gallery else None
     shown = None
+    shown_positions = gallery_positions(predictions, labels.cpu().numpy(), gallery) if shown_spec else None
     right = np.flatnonzero(clean_correct)
     failures = []
     guard = WeightsGuard(model)
@@ -95,7 +96,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
         try:
             with guard.watching(spec.name):
                 result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
-                                    checked=checked, keep=gallery if spec is shown_spec else 0)
+                                    checked=checked, keep=shown_positions if spec is shown_spec else None)
                 checks += eps0_check(model, images, labels, result.attack, right, seed)
             checks.append(report_check(result))
         except Exception as error:  # one attack's failure is recorded; the rest of the suite still runs
@@ -105,8 +106,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
             continue
         entries += result.entries
         seconds[spec.name], cross_seconds[spec.name] = result.seconds, result.cross_check_seconds
-        if spec is shown_spec:
-            shown = gallery_arrays(model, images, labels, spec, result.kept)
+        if spec is shown_spec and len(shown_positions):
+            shown = gallery_arrays(model, images, labels, spec, result.kept, shown_positions, headline_eps)
     tick = time.perf_counter()
     working = [spec for spec in suite if spec.name not in {failure.name for failure in failures}]
     checks += large_eps_check(model, images, labels, working, clean_correct, seed=seed, batch_size=batch_size)

@@ -21,16 +21,30 @@ def gallery_attack(suite: list[AttackSpec]) -> AttackSpec | None:
     return None
 
 
-def gallery_arrays(model, images, labels, spec: AttackSpec, kept: dict[float, torch.Tensor]) -> dict:
-    """The first test images, clean and as the attack left them at two eps (the middle and the largest of its
-    grid), with the model's predictions."""
+def gallery_positions(predictions: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """The test images a gallery shows: right when clean (an image wrong when clean shows no attack), one per
+    class in class order while classes last, then the next right ones; sorted."""
+    right = np.flatnonzero(predictions == labels)
+    chosen = []
+    for label in np.unique(labels[right]):
+        chosen.append(int(right[labels[right] == label][0]))
+    chosen = chosen[:count]
+    chosen += [int(p) for p in right if p not in chosen][:count - len(chosen)]
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def gallery_arrays(model, images, labels, spec: AttackSpec, kept: dict[float, torch.Tensor],
+                   positions: np.ndarray, headline_eps: float) -> dict:
+    """The chosen test images, clean and as the attack left them at two eps (the headline eps, or the grid's
+    nearest, and the largest), with the model's predictions."""
     eps_values = sorted(spec.eps)
-    chosen = [eps_values[len(eps_values) // 2], eps_values[-1]] if len(eps_values) > 1 else eps_values
-    count = len(next(iter(kept.values())))
-    x, y = batch(images, labels, np.arange(count))
+    nearest = min(eps_values, key=lambda e: abs(e - headline_eps))
+    chosen = [nearest] if nearest == eps_values[-1] else [nearest, eps_values[-1]]
+    x, y = batch(images, labels, positions)
     with torch.no_grad():
         shown = {"attack": spec.name, "eps": np.asarray(chosen, dtype=np.float64), "labels": y.cpu().numpy(),
-                 "clean": images[:count].cpu().numpy(), "clean_predictions": model(x).argmax(1).cpu().numpy()}
+                 "positions": positions, "clean": images[torch.as_tensor(positions, device=images.device)].cpu()
+                 .numpy(), "clean_predictions": model(x).argmax(1).cpu().numpy()}
         for i, eps in enumerate(chosen):
             shown[f"predictions_{i}"] = model(kept[eps]).argmax(1).cpu().numpy()
             shown[f"adversarial_{i}"] = (kept[eps] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()

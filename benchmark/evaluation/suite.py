@@ -77,7 +77,7 @@ class AttackRun:
     entries: tuple[AttackResult, ...]
     seconds: float
     cross_check_seconds: float
-    kept: dict  # eps -> the adversarial images of the first `keep` test images (the clean image where wrong)
+    kept: dict  # eps -> the adversarial images of the test images at `keep` (clean-correct ones, for the gallery)
     disagreements: dict  # eps -> images where the attack's own report differed from the harness's reading
     attacked: int  # the clean-correct images it ran on
 
@@ -129,14 +129,15 @@ def generator(seed: int, purpose: str, device: torch.device) -> torch.Generator:
 
 def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
                clean_correct: np.ndarray, *, seed: int, batch_size: int, checked: np.ndarray,
-               keep: int = 0) -> AttackRun:
+               keep: np.ndarray | None = None) -> AttackRun:
     """One attack of the suite at each of its eps on the clean-correct images, with its cross-check."""
     attack = build(spec)
     right = np.flatnonzero(clean_correct)
     tick = time.perf_counter()
     robust = {eps: np.zeros(len(images), dtype=bool) for eps in spec.eps}
     disagreements = {eps: 0 for eps in spec.eps}
-    kept = {eps: to_float(images[:keep]).contiguous() for eps in spec.eps}
+    keep = np.asarray([] if keep is None else keep, dtype=np.int64)
+    kept = {eps: batch(images, labels, keep)[0] for eps in spec.eps}
     for start in progress(range(0, len(right), batch_size), desc=f"{spec.name} at {len(spec.eps)} eps",
                           unit="batch"):
         positions = right[start:start + batch_size]
@@ -153,9 +154,11 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
             if torch.is_tensor(reported) and reported.shape == still_right.shape:
                 disagreements[eps] += int((reported.to(still_right.device).bool() != still_right).sum())
             robust[eps][positions] = still_right.cpu().numpy()
-            shown = positions < keep
+            shown = np.isin(positions, keep)
             if shown.any():
-                kept[eps][torch.as_tensor(positions[shown], device=images.device)] = adversarial[
+                slots = np.searchsorted(keep, positions[shown]) if np.all(np.diff(keep) > 0) else \
+                    np.array([int(np.flatnonzero(keep == p)[0]) for p in positions[shown]])
+                kept[eps][torch.as_tensor(slots, device=images.device)] = adversarial[
                     torch.as_tensor(shown, device=images.device)]
     seconds = time.perf_counter() - tick
     tick = time.perf_counter()
