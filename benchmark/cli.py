@@ -75,6 +75,9 @@ def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
                            help="an attack parameter, e.g. pgd.steps=50 (repeatable)")
         group.add_argument("--cross-check-images", type=int, metavar="N",
                            help="images each attack is cross-checked on against its reference implementation")
+        group.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
+                           help="run each attack after the first only on the images the earlier ones left robust "
+                           "(the same worst case for less work; per-attack accuracies then not measured)")
     group.add_argument("--proxy-epochs", type=int, help="epochs of the selection proxy")
     group.add_argument("--batch-size", type=int)
     group.add_argument("--train-per-class", type=int, metavar="N",
@@ -113,7 +116,7 @@ def _protocol(args):
     overrides = {"dataset": args.dataset, "model": args.model, "proxy_epochs": args.proxy_epochs,
                  "batch_size": args.batch_size, "train_per_class": args.train_per_class,
                  "test_per_class": args.test_per_class, "balance": False if args.unbalanced else None}
-    for name in ("fractions", "seeds", "epochs", "lrs", "eps", "cross_check_images"):
+    for name in ("fractions", "seeds", "epochs", "lrs", "eps", "cross_check_images", "cascade"):
         overrides[name] = getattr(args, name, None)
     names = getattr(args, "attacks", None)
     given = getattr(args, "attack_param", [])

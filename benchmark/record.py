@@ -203,6 +203,7 @@ class ProtocolSettings(Part):
     cross_check_images: int | None = None
     headline_eps: float | None = None
     method_defaults: dict | None = None
+    cascade: bool | None = None  # attacks after the first run on the survivors (absent: every attack on all)
 
     def suite(self) -> tuple[AttackSpec, ...]:
         """The attacks, each with its eps values (the grid unless it has its own)."""
@@ -304,6 +305,9 @@ class AttackResult(Part):
     accuracy: float = 0.0
     robust: str | None = None
     cross_check: CrossCheck | None = None
+    # True: run in a cascade, on the images every earlier attack of the suite at this eps left robust; its mask
+    # and accuracy are then the running worst case, not this attack's own
+    cascaded: bool | None = None
     inhouse_accuracy: float | None = None  # version 1
     max_abs_diff: float | None = None  # version 1
 

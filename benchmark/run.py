@@ -229,7 +229,7 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
     with memory.phase("evaluation"):  # on any failure here the checkpoints stay: a resumed run skips training
         measured = evaluate(model, data.test_images, data.test_labels, protocol.suite(), seed=spec.seed,
                             batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images,
-                            headline_eps=protocol.headline_eps,
+                            headline_eps=protocol.headline_eps, cascade=protocol.cascade,
                             test_sha256=test_sha256(data.test_images, data.test_labels))
 
     arrays = {"pool_indices": selection.indices, "train_indices": pool_indices[selection.indices]}

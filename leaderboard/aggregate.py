@@ -65,7 +65,7 @@ def params_text(params: dict) -> str:
 def measures(record: Record) -> dict[tuple[str, str, float], float]:
     """(attack, threat, eps) -> accuracy for every attack entry, and (WORST, threat, eps) for the worst case."""
     found = {(attack.name, attack.threat_model, float(attack.eps)): float(attack.accuracy)
-             for attack in record.attacks}
+             for attack in record.attacks if not attack.cascaded}  # a cascaded entry is no attack's own number
     for worst in record.worst():
         found[(WORST, worst.threat, float(worst.eps))] = float(worst.accuracy)
     return found

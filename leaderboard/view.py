@@ -195,6 +195,10 @@ def caveats(group: Group) -> list[str]:
                                                             if len(commits) > 1 else "")
                      + ": the same settings, but a harness change between them can move the numbers; compare "
                      "runs of one version where it matters.")
+    if group.protocol.cascade:
+        lines.append("The suite ran as a cascade: each attack after the first of its threat model attacked only the "
+                      "images the earlier ones left robust, so the worst case is the whole suite's, image by image, "
+                      "but those attacks' own accuracies were not measured and are not shown.")
     rising = fgsm_rises(group)
     if rising:
         lines.append(f"FGSM's accuracy rises with eps (by more than 0.1 point) in {rising} of {facts['records']} "

@@ -429,3 +429,45 @@ def test_the_gallery_shows_right_images_of_different_classes_at_the_headline_eps
     assert np.array_equal(shown["clean"], images[torch.as_tensor(positions)].numpy())
     moved = np.abs(shown["adversarial_0"].astype(int) - shown["clean"].astype(int)).max()
     assert 0 < moved <= 4 + 1  # inside the 4/255 ball, after rounding to 8 bits
+
+
+def test_an_image_outcome_does_not_depend_on_its_batch():
+    """Random starts are drawn per image (its own seed), so PGD's, PGD-L2's and APGD's outcome for an image is the
+    same in batches of 5 and of 40."""
+    model = tiny_model(5, seed=3)
+    uint8, labels = _right_uint8(model, 40)
+    suite = [AttackSpec("pgd", {"steps": 3, "restarts": 2}, (0.05, 0.2)), AttackSpec("apgd", {"steps": 4},
+                                                                                        (0.05, 0.2)),
+             AttackSpec("pgd-l2", {"steps": 3}, (0.5, 1.0))]
+    small, large = (evaluate(model, uint8, labels, suite, seed=0, batch_size=size, cross_check_images=0, gallery=0)
+                    for size in (5, 40))
+    assert [(a.name, a.eps, a.robust) for a in small.attacks] == [(a.name, a.eps, a.robust) for a in large.attacks]
+    assert 0 < large.attacks[0].accuracy < large.clean_accuracy  # the attacks fool some images, not all
+
+
+def test_a_cascade_finds_the_worst_case_of_the_whole_suite_image_by_image_for_less_work(monkeypatch):
+    """Each attack after the first runs only on the images every earlier one left robust, eps by eps; the worst
+    case is the whole suite's, image by image. The cascaded entries say so, and fewer images are attacked."""
+    from benchmark.attacks import iterate as plain_iterate
+
+    model = tiny_model(5, seed=3)
+    uint8, labels = _right_uint8(model, 40)
+    suite = [AttackSpec("fgsm", {}, (0.05, 0.2)), AttackSpec("bim", {"steps": 3}, (0.05, 0.2)),
+             AttackSpec("pgd", {"steps": 3, "restarts": 2}, (0.05, 0.2)), AttackSpec("apgd", {"steps": 4},
+                                                                                        (0.05, 0.2))]
+    attacked = []
+
+    def counting(model, images, *args, **kwargs):
+        attacked.append(len(images))
+        return plain_iterate(model, images, *args, **kwargs)
+
+    monkeypatch.setattr("benchmark.attacks.bim.iterate", counting)
+    monkeypatch.setattr("benchmark.attacks.pgd.iterate", counting)
+    whole = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
+    work_whole, attacked[:] = sum(attacked), []
+    cascade = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0,
+                       cascade=True)
+    assert [(w.eps, w.robust) for w in cascade.worst_case] == [(w.eps, w.robust) for w in whole.worst_case]
+    assert 0 < cascade.worst_case[0].accuracy < cascade.clean_accuracy
+    assert [a.cascaded for a in cascade.attacks] == [None, None] + [True] * 6
+    assert sum(attacked) < work_whole

@@ -60,14 +60,19 @@ class Attack:
         return dataclasses.asdict(self)
 
     def perturb(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *,
-                generator: torch.Generator, early_stop: bool = True) -> Outcome:
+                generator: torch.Generator, early_stop: bool = True, seeds: torch.Tensor | None = None) -> Outcome:
+        """`seeds` (int64, one per image), when given, are where each image's random draws come from, so that an
+        image's outcome does not depend on the batch it is in (`random_draw`); else `generator` draws for the
+        whole batch at once (as the references draw: the cross-check compares the same numbers)."""
         raise NotImplementedError
 
     def perturb_grid(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps_values: list[float],
-                     *, generators: list[torch.Generator], early_stop: bool = True) -> list[Outcome]:
+                     *, generators: list[torch.Generator], early_stop: bool = True,
+                     seeds: list[torch.Tensor] | None = None) -> list[Outcome]:
         """One outcome per eps; an attack that can share work across eps (FGSM's gradient) overrides this."""
-        return [self.perturb(model, images, labels, eps, generator=g, early_stop=early_stop)
-                for eps, g in zip(eps_values, generators)]
+        return [self.perturb(model, images, labels, eps, generator=g, early_stop=early_stop,
+                             **({"seeds": seeds[i]} if seeds is not None else {}))
+                for i, (eps, g) in enumerate(zip(eps_values, generators))]
 
     def reference_perturb(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *,
                           seed: int) -> torch.Tensor:
@@ -256,8 +261,29 @@ def iterate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, start:
     return Outcome(adversarial, robust, final)
 
 
-def uniform_linf_start(images: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+def random_draw(shape: tuple[int, ...], fill, *, generator: torch.Generator | None, seeds: torch.Tensor | None,
+                device: torch.device) -> torch.Tensor:
+    """`fill(tensor, generator)` over a (len, *shape) tensor: from `generator` in one draw, or, with `seeds`,
+    row by row from a generator seeded with each row's seed on `device` (the same image gets the same numbers in
+    any batch: a cascade that attacks only the survivors finds what the whole suite finds, image by image)."""
+    if seeds is None:
+        return fill(torch.empty(shape, device=device), generator)
+    rows = [fill(torch.empty((1, *shape[1:]), device=device), torch.Generator(device=device).manual_seed(int(seed)))
+            for seed in seeds.tolist()]
+    return torch.cat(rows) if rows else torch.empty(shape, device=device)
+
+
+def reseeded(seeds: torch.Tensor | None, round_: int) -> torch.Tensor | None:
+    """Each image's seed for a later round of its draws (a restart, another loss): still per image."""
+    if seeds is None or round_ == 0:
+        return seeds
+    return (seeds * 1_000_003 + round_) % (2 ** 62)
+
+
+def uniform_linf_start(images: torch.Tensor, eps: float, generator: torch.Generator,
+                       seeds: torch.Tensor | None = None) -> torch.Tensor:
     """A uniform draw from the eps-ball, clipped to the box: the values torch.empty_like(x).uniform_(-eps,
-    eps) gives from the same RNG state (as torchattacks draws them)."""
-    noise = torch.empty(images.shape, device=images.device).uniform_(-eps, eps, generator=generator)
+    eps) gives from the same RNG state (as torchattacks draws them), or each image's own (`random_draw`)."""
+    noise = random_draw(tuple(images.shape), lambda t, g: t.uniform_(-eps, eps, generator=g), generator=generator,
+                        seeds=seeds, device=images.device)
     return (images + noise).clamp(0, 1)

@@ -32,7 +32,16 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.attacks import Attack, Outcome, check_norm, correct, linf_box_clip, losses_and_gradient, register
+from benchmark.attacks import (
+    Attack,
+    Outcome,
+    check_norm,
+    correct,
+    linf_box_clip,
+    losses_and_gradient,
+    random_draw,
+    register,
+)
 from benchmark.errors import UserError
 
 RHO = 0.75
@@ -55,17 +64,21 @@ def _l2_project(moved: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.T
 
 
 def apgd(model, images, labels, eps: float, *, steps: int, loss: str, norm: str, seed: int,
-         early_stop: bool = True) -> Outcome:
+         early_stop: bool = True, seeds: torch.Tensor | None = None) -> Outcome:
     """One APGD run (one loss, one restart) on images that are all classified correctly when clean. The
-    random start is drawn on the CPU from `seed` (as the reference draws it, whatever the device)."""
+    random start is drawn on the CPU from `seed` (as the reference draws it, whatever the device), or image by
+    image from `seeds`."""
     device = images.device
     generator = torch.Generator().manual_seed(seed)
+    cpu = torch.device("cpu")
     if norm == "Linf":
-        noise = (2 * torch.rand(images.shape, generator=generator) - 1).to(device)
+        noise = (2 * random_draw(tuple(images.shape), lambda t, g: t.uniform_(generator=g), generator=generator,
+                                 seeds=seeds, device=cpu) - 1).to(device)
         scale = noise.flatten(1).abs().amax(1)
         project = linf_box_clip
     else:
-        noise = torch.randn(images.shape, generator=generator).to(device)
+        noise = random_draw(tuple(images.shape), lambda t, g: t.normal_(generator=g), generator=generator,
+                            seeds=seeds, device=cpu).to(device)
         scale = noise.flatten(1).norm(dim=1)
         project = _l2_project
     x = (images + eps * (noise / (scale[:, None, None, None] + 1e-12))).clamp(0, 1)
@@ -150,7 +163,7 @@ class APGD(Attack):
     def loss_names(self) -> list[str]:
         return [name.strip() for name in self.losses.split(",") if name.strip()]
 
-    def perturb(self, model, images, labels, eps, *, generator, early_stop=True) -> Outcome:
+    def perturb(self, model, images, labels, eps, *, generator, early_stop=True, seeds=None) -> Outcome:
         # every loss starts from the generator's own seed, as the reference reseeds each APGD run
         seed = generator.initial_seed()
         outcome = None
@@ -164,7 +177,7 @@ class APGD(Attack):
             if len(todo) == 0:
                 break
             this = apgd(model, images[todo], labels[todo], eps, steps=self.steps, loss=loss, norm=self.norm,
-                        seed=seed, early_stop=early_stop)
+                        seed=seed, early_stop=early_stop, seeds=None if seeds is None else seeds[todo.cpu()])
             if outcome is None:
                 outcome = this
             else:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torchattacks
 
-from benchmark.attacks import Attack, Outcome, iterate, linf_clip, register, uniform_linf_start
+from benchmark.attacks import Attack, Outcome, iterate, linf_clip, register, reseeded, uniform_linf_start
 
 
 @register
@@ -40,19 +40,20 @@ class PGD(Attack):
     def step_size(self, eps: float) -> float:
         return self.rel_step * eps / self.steps
 
-    def perturb(self, model, images, labels, eps, *, generator, early_stop=True) -> Outcome:
+    def perturb(self, model, images, labels, eps, *, generator, early_stop=True, seeds=None) -> Outcome:
         alpha = self.step_size(eps)
 
         def step(adversarial, clean, gradient):
             return linf_clip(adversarial + alpha * gradient.sign(), clean, eps)
 
         outcome = None
-        for _ in range(self.restarts):  # later restarts attack only the images every earlier one missed
+        for restart in range(self.restarts):  # later restarts attack only the images every earlier one missed
             todo = torch.arange(len(images), device=images.device) if outcome is None else \
                 torch.nonzero(outcome.robust)[:, 0]
             if len(todo) == 0:
                 break
-            start = uniform_linf_start(images[todo], eps, generator)
+            these = reseeded(seeds, restart)[todo.cpu()] if seeds is not None else None
+            start = uniform_linf_start(images[todo], eps, generator, these)
             this = iterate(model, images[todo], labels[todo], start, self.steps, step, early_stop=early_stop)
             if outcome is None:
                 outcome = this

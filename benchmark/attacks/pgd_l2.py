@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torchattacks
 
-from benchmark.attacks import Attack, Outcome, iterate, l2_clip, l2_normalized, register
+from benchmark.attacks import Attack, Outcome, iterate, l2_clip, l2_normalized, random_draw, register, reseeded
 
 
 @register
@@ -38,10 +38,12 @@ class PGDL2(Attack):
     def threat(self) -> str:
         return "L2"
 
-    def perturb(self, model, images, labels, eps, *, generator, early_stop=True) -> Outcome:
+    def perturb(self, model, images, labels, eps, *, generator, early_stop=True, seeds=None) -> Outcome:
         alpha = self.rel_step * eps / self.steps
-        direction = torch.empty(images.shape, device=images.device).normal_(generator=generator)
-        radius = torch.empty(len(images), 1, 1, 1, device=images.device).uniform_(0, 1, generator=generator)
+        direction = random_draw(tuple(images.shape), lambda t, g: t.normal_(generator=g), generator=generator,
+                                seeds=seeds, device=images.device)
+        radius = random_draw((len(images), 1, 1, 1), lambda t, g: t.uniform_(0, 1, generator=g), generator=generator,
+                             seeds=reseeded(seeds, 1), device=images.device)
         norms = direction.flatten(1).norm(dim=1)[:, None, None, None]
         start = (images + direction * (radius / norms * eps)).clamp(0, 1)
 

@@ -52,6 +52,7 @@ from benchmark.record import (
     Record,
     WorstCase,
     pack_mask,
+    unpack_mask,
 )
 
 log = logging.getLogger("benchmark")
@@ -75,7 +76,8 @@ class Measured:
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite: list[AttackSpec], *,
              seed: int, batch_size: int | None = None, cross_check_images: int = 16,
-             gallery: int = GALLERY_IMAGES, headline_eps: float = 8 / 255, test_sha256: str = "") -> Measured:
+             gallery: int = GALLERY_IMAGES, headline_eps: float = 8 / 255, test_sha256: str = "",
+             cascade: bool = False) -> Measured:
     """Clean accuracy, every attack of `suite` with its cross-check, the worst case and the sanity checks, for
     uint8 test `images` (N x 3 x H x W) on the model's device."""
     model.eval()
@@ -86,7 +88,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     clean_seconds = time.perf_counter() - started
     checked = cross_check_positions(clean_correct, cross_check_images, seed)
     entries, checks, seconds, cross_seconds = [], [], {}, {}
-    shown_spec = gallery_attack(suite) if gallery else None
+    # a cascade's later attacks leave out the images fooled before: the gallery shows the first attack's
+    shown_spec = (next(iter(suite), None) if cascade else gallery_attack(suite)) if gallery else None
+    survivors: dict[tuple[str, float], np.ndarray] = {}  # (threat, eps) -> robust to every attack so far
     shown = None
     shown_positions = gallery_positions(predictions, labels.cpu().numpy(), gallery) if shown_spec else None
     right = np.flatnonzero(clean_correct)
@@ -94,9 +98,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     guard = WeightsGuard(model)
     for spec in suite:
         try:
+            threat = build(spec).threat
+            attacked = {eps: survivors[(threat, eps)] for eps in spec.eps} \
+                if cascade and all((threat, eps) in survivors for eps in spec.eps) else None
             with guard.watching(spec.name):
                 result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
-                                    checked=checked, keep=shown_positions if spec is shown_spec else None)
+                                    checked=checked, keep=shown_positions if spec is shown_spec else None,
+                                    attacked=attacked)
                 checks += eps0_check(model, images, labels, result.attack, right, seed)
             checks.append(report_check(result))
         except Exception as error:  # one attack's failure is recorded; the rest of the suite still runs
@@ -105,6 +113,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
             log.warning("WARNING: %s failed and is recorded as failed: %s", spec.name, failures[-1].reason)
             continue
         entries += result.entries
+        for entry in result.entries:
+            robust = unpack_mask(entry.robust, len(images))
+            key = (entry.threat_model, entry.eps)
+            survivors[key] = survivors[key] & robust if key in survivors else robust
         seconds[spec.name], cross_seconds[spec.name] = result.seconds, result.cross_check_seconds
         if spec is shown_spec and len(shown_positions):
             shown = gallery_arrays(model, images, labels, spec, result.kept, shown_positions, headline_eps)

@@ -110,7 +110,8 @@ def mask_checks(entries: tuple[AttackResult, ...], worst: tuple[WorstCase, ...],
     checks = []
     by_attack: dict[tuple, dict[float, AttackResult]] = {}
     for entry in entries:
-        by_attack.setdefault((entry.name, entry.threat_model), {})[entry.eps] = entry
+        if not entry.cascaded:  # a cascaded entry is the running worst case, not the attack's own strength
+            by_attack.setdefault((entry.name, entry.threat_model), {})[entry.eps] = entry
     fgsm = by_attack.get(("fgsm", "Linf"), {})
     for (name, threat), by_eps in by_attack.items():
         if name not in known or not known[name].iterative:

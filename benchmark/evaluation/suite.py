@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -127,10 +128,27 @@ def generator(seed: int, purpose: str, device: torch.device) -> torch.Generator:
     return torch_generator(seed, purpose, device=device)
 
 
+def image_seeds(seed: int, name: str, eps: float, positions: np.ndarray) -> torch.Tensor:
+    """Each test image's own seed for an attack at an eps: its draws do not depend on its batch."""
+    return torch.tensor([derive_seed(seed, f"attack/{name}/{eps!r}/image/{int(p)}") for p in positions],
+                        dtype=torch.int64)
+
+
+def takes_seeds(attack: Attack) -> bool:
+    """Whether the attack draws per image when given seeds (the in-house ones with random starts; a plug-in may
+    not, and a deterministic attack need not)."""
+    if "seeds" not in inspect.signature(attack.perturb_grid).parameters:
+        return False
+    if type(attack).perturb_grid is Attack.perturb_grid:  # the base passes them on to perturb
+        return "seeds" in inspect.signature(attack.perturb).parameters
+    return True
+
+
 def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
                clean_correct: np.ndarray, *, seed: int, batch_size: int, checked: np.ndarray,
-               keep: np.ndarray | None = None) -> AttackRun:
-    """One attack of the suite at each of its eps on the clean-correct images, with its cross-check."""
+               keep: np.ndarray | None = None, attacked: dict[float, np.ndarray] | None = None) -> AttackRun:
+    """One attack of the suite at each of its eps on the clean-correct images (or, per eps, on `attacked`: a
+    cascade's survivors; the others count as fooled), with its cross-check."""
     attack = build(spec)
     right = np.flatnonzero(clean_correct)
     tick = time.perf_counter()
@@ -138,40 +156,57 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
     disagreements = {eps: 0 for eps in spec.eps}
     keep = np.asarray([] if keep is None else keep, dtype=np.int64)
     kept = {eps: batch(images, labels, keep)[0] for eps in spec.eps}
-    for start in progress(range(0, len(right), batch_size), desc=f"{spec.name} at {len(spec.eps)} eps",
-                          unit="batch"):
-        positions = right[start:start + batch_size]
-        x, y = batch(images, labels, positions)
-        generators = [generator(seed, f"attack/{spec.name}/{eps!r}/{start}", images.device) for eps in spec.eps]
-        outcomes = attack.perturb_grid(model, x, y, list(spec.eps), generators=generators)
-        if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(spec.eps):
-            raise AttackRefused(f"{spec.name} returned {type(outcomes).__name__}, not one outcome per eps")
-        for eps, outcome in zip(spec.eps, outcomes):
-            adversarial = checked_output(getattr(outcome, "adversarial", None), x, eps, attack.threat, spec.name)
-            with torch.no_grad():  # the harness decides what was fooled, never the attack's own report
-                still_right = logits_of(model, adversarial).argmax(1) == y
-            reported = getattr(outcome, "robust", None)
-            if torch.is_tensor(reported) and reported.shape == still_right.shape:
-                disagreements[eps] += int((reported.to(still_right.device).bool() != still_right).sum())
-            robust[eps][positions] = still_right.cpu().numpy()
-            shown = np.isin(positions, keep)
-            if shown.any():
-                slots = np.searchsorted(keep, positions[shown]) if np.all(np.diff(keep) > 0) else \
-                    np.array([int(np.flatnonzero(keep == p)[0]) for p in positions[shown]])
-                kept[eps][torch.as_tensor(slots, device=images.device)] = adversarial[
-                    torch.as_tensor(shown, device=images.device)]
+    per_image = takes_seeds(attack)
+    # one pass over the images for every eps at once; a cascade attacks other images at each eps
+    rounds = [(list(spec.eps), right)] if attacked is None else \
+        [([eps], np.flatnonzero(attacked[eps] & clean_correct)) for eps in spec.eps]
+    for eps_values, targets in rounds:
+        for start in progress(range(0, len(targets), batch_size), desc=f"{spec.name} at {len(eps_values)} eps",
+                              unit="batch"):
+            positions = targets[start:start + batch_size]
+            attack_batch(model, images, labels, attack, eps_values, positions, seed=seed, per_image=per_image,
+                         start=start, robust=robust, disagreements=disagreements, keep=keep, kept=kept)
     seconds = time.perf_counter() - tick
     tick = time.perf_counter()
     entries = tuple(AttackResult(name=spec.name, threat=attack.threat, eps=eps, params=attack.params(),
                                  accuracy=float(robust[eps].mean()), robust=pack_mask(robust[eps]),
                                  cross_check=cross_check(model, attack, images, labels, checked, eps, seed)
-                                 if len(checked) else None)
+                                 if len(checked) else None,
+                                 cascaded=True if attacked is not None and not attacked[eps].all() else None)
                     for eps in spec.eps)
     cross_seconds = time.perf_counter() - tick
     log.info("%s: %s (%.1f s; cross-check on %d images %.1f s)", spec.name,
              ", ".join(f"{eps_text(eps, attack.threat)} {100 * r.mean():.1f}%" for eps, r in robust.items()), seconds,
              len(checked), cross_seconds)
     return AttackRun(spec, attack, entries, seconds, cross_seconds, kept, disagreements, len(right))
+
+
+def attack_batch(model, images, labels, attack: Attack, eps_values: list[float], positions: np.ndarray, *,
+                 seed: int, per_image: bool, start: int, robust: dict, disagreements: dict, keep: np.ndarray,
+                 kept: dict) -> None:
+    """The attack on one batch at these eps: each returned image checked, then read by the harness."""
+    spec_name = attack.name
+    x, y = batch(images, labels, positions)
+    generators = [generator(seed, f"attack/{spec_name}/{eps!r}/{start}", images.device) for eps in eps_values]
+    seeds = [image_seeds(seed, spec_name, eps, positions) for eps in eps_values] if per_image else None
+    outcomes = attack.perturb_grid(model, x, y, list(eps_values), generators=generators,
+                                   **({"seeds": seeds} if per_image else {}))
+    if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(eps_values):
+        raise AttackRefused(f"{spec_name} returned {type(outcomes).__name__}, not one outcome per eps")
+    for eps, outcome in zip(eps_values, outcomes):
+        adversarial = checked_output(getattr(outcome, "adversarial", None), x, eps, attack.threat, spec_name)
+        with torch.no_grad():  # the harness decides what was fooled, never the attack's own report
+            still_right = logits_of(model, adversarial).argmax(1) == y
+        reported = getattr(outcome, "robust", None)
+        if torch.is_tensor(reported) and reported.shape == still_right.shape:
+            disagreements[eps] += int((reported.to(still_right.device).bool() != still_right).sum())
+        robust[eps][positions] = still_right.cpu().numpy()
+        shown = np.isin(positions, keep)
+        if shown.any():
+            slots = np.searchsorted(keep, positions[shown]) if np.all(np.diff(keep) > 0) else \
+                np.array([int(np.flatnonzero(keep == p)[0]) for p in positions[shown]])
+            kept[eps][torch.as_tensor(slots, device=images.device)] = adversarial[
+                torch.as_tensor(shown, device=images.device)]
 
 
 def cross_check(model: nn.Module, attack: Attack, images: torch.Tensor, labels: torch.Tensor,
