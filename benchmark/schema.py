@@ -197,6 +197,8 @@ def find_record_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
                     problems.append(f"{candidate}: a symbolic link; records must be regular files (not followed)")
                 elif candidate.is_file():
                     found.append(candidate)
+                elif not candidate.is_dir():
+                    problems.append(f"{candidate}: not a regular file (a FIFO or a device); records are files")
         else:
             raise UserError(f"{path}: no such file or directory")
     return found, problems

@@ -156,3 +156,11 @@ def test_an_image_folder_entry_that_is_not_a_regular_file_is_refused_not_waited_
     os.mkfifo(tmp_path / "pets" / "dog" / "9.png")
     with pytest.raises(UserError, match="9.png is not a regular file"):
         load_dataset(f"imagefolder:{tmp_path / 'pets'}", cache_dir=tmp_path / "cache")
+
+
+def test_a_fifo_among_the_records_is_a_problem_not_a_wait(tmp_path, capsys):
+    write_records(tmp_path / "records", [make_record_v3()])
+    os.mkfifo(tmp_path / "records" / "waiting.json")
+    assert main(["validate", str(tmp_path / "records")]) == 2
+    err = capsys.readouterr().err
+    assert "waiting.json: not a regular file" in err
