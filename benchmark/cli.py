@@ -78,6 +78,16 @@ def _add_protocol_options(parser: argparse.ArgumentParser, grid: bool) -> None:
         group.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
                            help="run each attack after the first only on the images the earlier ones left robust "
                            "(the same worst case for less work; per-attack accuracies then not measured)")
+    group.add_argument("--training", metavar="NAME",
+                       help="how the final model learns (`benchmark training`): standard, fgsm-rs, pgd-at, trades")
+    group.add_argument("--training-param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                       help="a training-method parameter, e.g. eps=4/255 or beta=6 (repeatable; eps as k/255, or "
+                       "plain numbers in 1/255 units as --eps)")
+    group.add_argument("--adversarial-proxy", action=argparse.BooleanOptionalAction, default=None,
+                       help="train the selection proxy with the (adversarial) training method too, so selectors "
+                       "that read it see a robust model")
+    group.add_argument("--monitor-images", type=int, metavar="N",
+                       help="held-out validation images attacked after each epoch of adversarial training")
     group.add_argument("--proxy-epochs", type=int, help="epochs of the selection proxy")
     group.add_argument("--batch-size", type=int)
     group.add_argument("--train-per-class", type=int, metavar="N",
@@ -115,7 +125,9 @@ def _protocol(args):
     base = preset(args.preset)
     overrides = {"dataset": args.dataset, "model": args.model, "proxy_epochs": args.proxy_epochs,
                  "batch_size": args.batch_size, "train_per_class": args.train_per_class,
-                 "test_per_class": args.test_per_class, "balance": False if args.unbalanced else None}
+                 "test_per_class": args.test_per_class, "balance": False if args.unbalanced else None,
+                 "adversarial_proxy": args.adversarial_proxy, "monitor_images": args.monitor_images,
+                 "training": _training_spec(base, args.training, args.training_param)}
     for name in ("fractions", "seeds", "epochs", "lrs", "eps", "cross_check_images", "cascade"):
         overrides[name] = getattr(args, name, None)
     names = getattr(args, "attacks", None)
@@ -141,6 +153,25 @@ def _protocol(args):
         raise UserError(f"{where}: {str(error).split(': ', 1)[1]}") from None
 
 
+def _training_spec(base, name: str | None, given: list[tuple[str, str]]):
+    """The training method the options ask for: the preset's (with its parameters, when the name is the same),
+    or another; an eps given as k/255 is read as eps does."""
+    from benchmark.record import TrainingSpec, parse_eps
+
+    if name is None and not given:
+        return None
+    spec = base.training if name in (None, base.training.name) else TrainingSpec(name)
+    params = dict(spec.params)
+    for key, value in given:
+        if key == "eps":
+            try:
+                value = parse_eps(value)
+            except ValueError as error:
+                raise UserError(f"--training-param eps={value}: {error}") from None
+        params[key] = value
+    return TrainingSpec(spec.name, params)
+
+
 # protocol field -> (its options, the argparse names that set it)
 OPTIONS = {"fractions": ("--fractions", ("fractions",)), "seeds": ("--seeds", ("seeds",)),
            "epochs": ("--epochs", ("epochs",)), "proxy_epochs": ("--proxy-epochs", ("proxy_epochs",)),
@@ -148,7 +179,10 @@ OPTIONS = {"fractions": ("--fractions", ("fractions",)), "seeds": ("--seeds", ("
            "train_per_class": ("--train-per-class", ("train_per_class",)),
            "test_per_class": ("--test-per-class", ("test_per_class",)),
            "cross_check_images": ("--cross-check-images", ("cross_check_images",)),
-           "attacks": ("--attacks / --attack-param", ("attacks", "attack_param"))}
+           "attacks": ("--attacks / --attack-param", ("attacks", "attack_param")),
+           "training": ("--training / --training-param", ("training", "training_param")),
+           "adversarial_proxy": ("--adversarial-proxy", ("adversarial_proxy",)),
+           "monitor_images": ("--monitor-images", ("monitor_images",))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("method", help="the selector's registered name")
     check.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE")
 
-    for name, what in (("methods", "selectors"), ("attacks", "attacks"), ("datasets", "datasets"),
-                       ("presets", "protocol presets")):
+    for name, what in (("methods", "selectors"), ("attacks", "attacks"), ("training", "training methods"),
+                       ("datasets", "datasets"), ("presets", "protocol presets")):
         verbs.add_parser(name, help=f"list the registered {what}", description=f"Lists the registered {what}.")
 
     board = verbs.add_parser("leaderboard", help="build the leaderboard pages from run records",
@@ -285,16 +319,23 @@ def _cmd_list(args) -> None:
 
     if args.verb == "presets":
         from benchmark.protocol import presets
+        from benchmark.record import eps_text
 
         for name, protocol in presets().items():
             attacks = ", ".join(spec.name for spec in protocol.attacks)
-            print(f"{name:14} {protocol.dataset}, {protocol.model}, {protocol.epochs} epochs, seeds "
-                  f"{','.join(map(str, protocol.seeds))}; attacks {attacks}")
+            training = protocol.training.name
+            if protocol.training.adversarial:
+                eps = protocol.training_method().eps
+                training += f" at {eps_text(eps)}" + (", proxy too" if protocol.adversarial_proxy else "")
+            print(f"{name:14} {protocol.dataset}, {protocol.model}, {protocol.epochs} epochs, training {training}; "
+                  f"seeds {','.join(map(str, protocol.seeds))}; attacks {attacks}")
         return
     if args.verb == "methods":
         from benchmark.selection import available_selectors as available
     elif args.verb == "attacks":
         from benchmark.attacks import available_attacks as available
+    elif args.verb == "training":
+        from benchmark.training import available_training as available
     else:
         from benchmark.datasets import DATASETS
 
@@ -315,6 +356,7 @@ def _grid_args(args) -> dict:
 
 
 def _cmd_run(args) -> None:
+    _refuse_idle_proxy(args, [args.method])
     _print_sweep(args, [args.method], {args.method: dict(args.param)}, keep_going=False)
 
 
@@ -327,6 +369,7 @@ def _cmd_sweep(args) -> None:
         raise UserError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
     methods = parse_methods(args.methods)
     params = method_params(methods, args.param)
+    _refuse_idle_proxy(args, methods)
     if args.dry_run:
         from benchmark.plan import dry_run
 
@@ -334,6 +377,24 @@ def _cmd_sweep(args) -> None:
                                 **_grid_args(args))))
         return
     _print_sweep(args, methods, params, keep_going=True, executor=args.executor)
+
+
+def _refuse_idle_proxy(args, methods: list[str]) -> None:
+    """--adversarial-proxy asked for by name, for selectors none of which reads a proxy (the shared one, or
+    proxies of their own such as EL2N's): a mistake to say."""
+    from benchmark.selection import Selector, available_selectors
+
+    if not args.adversarial_proxy:
+        return
+    known = available_selectors()
+
+    def reads_a_proxy(cls) -> bool:
+        return cls is None or cls.uses_proxy or cls.own_proxies is not Selector.own_proxies
+
+    if not any(reads_a_proxy(known.get(name)) for name in methods):
+        raise UserError(f"--adversarial-proxy: {', '.join(methods)} read(s) no proxy, so there is nothing to train "
+                        f"adversarially; drop the option or pick a selector that reads one (e.g. "
+                        f"adversarial_coreset, el2n, grand)")
 
 
 def _print_sweep(args, methods: list[str], params: dict[str, dict], *, keep_going: bool,
@@ -511,8 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "compile", None):  # read by the training loop, here and in worker processes
             os.environ["CORESET_BENCH_COMPILE"] = "" if args.compile == "none" else args.compile
         verbs = {"run": _cmd_run, "sweep": _cmd_sweep, "job": _cmd_job, "check": _cmd_check, "select": _cmd_select,
-                 "attack": _cmd_attack,
-                 "methods": _cmd_list, "attacks": _cmd_list, "datasets": _cmd_list, "presets": _cmd_list,
+                 "attack": _cmd_attack, "methods": _cmd_list, "attacks": _cmd_list, "training": _cmd_list,
+                 "datasets": _cmd_list, "presets": _cmd_list,
                  "leaderboard": _cmd_leaderboard, "validate": _cmd_validate, "export": _cmd_export}
         verbs[args.verb](args)
         return 0

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from benchmark.errors import UserError
-from benchmark.record import AttackSpec, ProtocolSettings, eps_text
+from benchmark.record import AttackSpec, ProtocolSettings, TrainingSpec, eps_text
 from benchmark.registry import Registry
 from benchmark.train import TrainConfig
 
@@ -55,6 +55,13 @@ class Protocol:
     # the worst case is the same, image by image, at a fraction of the work; per-attack accuracies are then not
     # measured (records mark those entries `cascaded`)
     cascade: bool = False
+    # how the final model learns (`benchmark.training`): standard, or an adversarial training method
+    training: TrainingSpec = TrainingSpec("standard")
+    # train the selection proxy with `training` too (its own, fewer, epochs), so that selectors reading the proxy
+    # see a robust model, as adversarial coreset selection intends; needs an adversarial `training`
+    adversarial_proxy: bool = False
+    # held-out validation images attacked after every epoch of adversarial training (`benchmark.overfitting`)
+    monitor_images: int = 128
 
     def method_params(self, method: str, given: dict | None = None) -> dict:
         return {**self.method_defaults.get(method, {}), **(given or {})}
@@ -65,7 +72,7 @@ class Protocol:
         return self.preset
 
     def __post_init__(self):
-        for check in (_grid, _training, _subsets, _attacks):
+        for check in (_grid, _training, _method, _subsets, _attacks):
             check(self)
 
     def suite(self) -> list[AttackSpec]:
@@ -77,21 +84,33 @@ class Protocol:
         per_epoch = max(1, math.ceil(images / self.batch_size))
         return max(self.epochs, math.ceil(self.min_steps / per_epoch))
 
+    def training_method(self):
+        from benchmark.training import create_training
+
+        return create_training(self.training.name, self.training.params)
+
     def train_config(self, lr: float, images: int | None = None) -> TrainConfig:
         epochs = self.epochs if images is None else self.epochs_for(images)
         return TrainConfig(epochs=epochs, lr=lr, batch_size=self.batch_size, momentum=self.momentum,
-                           nesterov=self.nesterov, weight_decay=self.weight_decay, precise_bn=self.precise_bn)
+                           nesterov=self.nesterov, weight_decay=self.weight_decay, precise_bn=self.precise_bn,
+                           method=self.training_method())
 
     def proxy_config(self, epochs: int | None = None) -> TrainConfig:
-        return dataclasses.replace(self.train_config(self.proxy_lr),
+        from benchmark.training import create_training
+
+        method = self.training_method() if self.adversarial_proxy else create_training("standard")
+        return dataclasses.replace(self.train_config(self.proxy_lr), method=method,
                                    epochs=self.proxy_epochs if epochs is None else epochs)
 
     def settings(self, dataset: str) -> ProtocolSettings:
         """Everything but the grid (fractions, seeds), as the record states it, with the dataset's name (the
         protocol's dataset spec may hold a local path): runs with equal settings are comparable."""
         shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(ProtocolSettings) if f.name != "dataset"}
+        if self.training.adversarial:  # with every parameter, defaults too: what the run trained with
+            shared.update(training=TrainingSpec(self.training.name, self.training_method().params()))
+        else:  # absent for standard training, so the records made before the option keep their keys (file names)
+            shared.update(training=None, adversarial_proxy=None, monitor_images=None)
         settings = ProtocolSettings(dataset=dataset, **shared)
-        # absent when off, so the records made before the option keep their keys (file names)
         return settings if self.cascade else dataclasses.replace(settings, cascade=None)
 
     def key(self, method: str, params: dict) -> str:
@@ -159,6 +178,23 @@ def _training(protocol: Protocol) -> None:
     _distinct("lrs", protocol.lrs)
     if not _finite([protocol.proxy_lr]) or protocol.proxy_lr <= 0:
         raise ProtocolError("proxy_lr", f"{protocol.proxy_lr} must be a positive finite number")
+
+
+def _method(protocol: Protocol) -> None:
+    from benchmark.training import create_training
+
+    spec = protocol.training
+    if not isinstance(spec, TrainingSpec):
+        raise ProtocolError("training", f"expected a TrainingSpec, got {type(spec).__name__}")
+    try:
+        create_training(spec.name, spec.params)
+    except UserError as error:
+        raise ProtocolError("training", str(error)) from None
+    if protocol.adversarial_proxy and not spec.adversarial:
+        raise ProtocolError("adversarial_proxy", "the proxy can only be trained adversarially when the training "
+                            "method is adversarial: name one, e.g. --training fgsm-rs")
+    if not 1 <= protocol.monitor_images <= 100_000:
+        raise ProtocolError("monitor_images", f"{protocol.monitor_images} is outside [1, 100000]")
 
 
 def _subsets(protocol: Protocol) -> None:

@@ -69,7 +69,7 @@ class ProxyFeatures:
 
     def _cache_file(self, seed: int, epochs: int) -> Path:
         key = json.dumps({"data": self.data.data_key, "model": self.model_name, "seed": seed,
-                          "config": dataclasses.asdict(dataclasses.replace(self.config, epochs=epochs)),
+                          "config": dataclasses.replace(self.config, epochs=epochs).identity(),
                           "format": PROXY_FORMAT}, sort_keys=True)
         return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
 

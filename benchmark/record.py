@@ -3,8 +3,9 @@ leaderboard, `export` and `attack` read it back (`Record.from_json`). This is th
 record's key names: everything else reads typed attributes. Torch-free (numpy and jsonschema only), so the pages
 render without torch.
 
-- Versions: `coreset-bench/run/3` is written (version 2 and the run's provenance and failed attacks; closed
-  objects); versions 2 and 1 (FGSM only, no masks, no weights) are still read, into the same classes, their
+- Versions: `coreset-bench/run/4` is written (version 3 and the training method: adversarial training, its
+  per-epoch guard); versions 3 (provenance, failed attacks, closed objects), 2 and 1 (FGSM only, no masks, no
+  weights) are still read, into the same classes, their
   missing parts `None` or empty. The published JSON Schemas are
   `benchmark/schemas/run-N.schema.json`; `to_json` output is checked against them before it is written.
 - Parts are frozen dataclasses whose fields are the JSON keys, in the order they are written; a field that is
@@ -35,8 +36,9 @@ import numpy as np
 
 SCHEMA_V1 = "coreset-bench/run/1"
 SCHEMA_V2 = "coreset-bench/run/2"
-SCHEMA = "coreset-bench/run/3"
-SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA)
+SCHEMA_V3 = "coreset-bench/run/3"
+SCHEMA = "coreset-bench/run/4"
+SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA)
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 _SCHEMA_PATTERN = re.compile(r"^coreset-bench/run/(\d+)$")
 FGSM_V1_TOLERANCE = 0.001  # version 1: |torchattacks - in-house| FGSM accuracy, 0.1 percentage points
@@ -178,6 +180,18 @@ class AttackSpec(Part):
 
 
 @dataclass(frozen=True)
+class TrainingSpec(Part):
+    """A protocol's training method: its registered name (`benchmark.training`) and its parameters."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def adversarial(self) -> bool:
+        return self.name != "standard"
+
+
+@dataclass(frozen=True)
 class ProtocolSettings(Part):
     """Every setting that makes two runs comparable (`benchmark.protocol.Protocol` without the grid of fractions
     and seeds). Settings added after version 0.1 are None in the records written before them."""
@@ -204,6 +218,10 @@ class ProtocolSettings(Part):
     headline_eps: float | None = None
     method_defaults: dict | None = None
     cascade: bool | None = None  # attacks after the first run on the survivors (absent: every attack on all)
+    # version 4; absent for standard training, so the keys (file names) of standard runs stay as they were
+    training: TrainingSpec | None = None
+    adversarial_proxy: bool | None = None  # the selection proxy trained with `training` too
+    monitor_images: int | None = None  # held-out validation images the per-epoch guard attacks
 
     def suite(self) -> tuple[AttackSpec, ...]:
         """The attacks, each with its eps values (the grid unless it has its own)."""
@@ -227,18 +245,35 @@ class Selection(Part):
 class LrTrial(Part):
     lr: float
     validation_accuracy: float
+    validation_robust_accuracy: float | None = None  # version 4, adversarial training: PGD-10 on the monitor images
+
+
+@dataclass(frozen=True)
+class EpochCheck(Part):
+    """Adversarial training's guard after one epoch: accuracies on the held-out monitor images, clean and under
+    FGSM and PGD-10 at the training eps (`benchmark.overfitting`)."""
+
+    epoch: int  # 1-based
+    clean: float
+    fgsm: float
+    pgd: float
 
 
 @dataclass(frozen=True)
 class Training(Part):
     epochs: int
-    lr: float  # the lr of the grid with the best validation accuracy: the model evaluated
+    lr: float  # the lr of the grid with the best validation score (`selected_by`): the model evaluated
     lr_grid: tuple[LrTrial, ...]
     optimizer: str
     batch_size: int
     steps: int | None = None
     seconds: float = 0.0
     validation_accuracy: float = 0.0
+    # version 4: the training method with every parameter, its attack's step size, what chose the lr, the guard
+    method: TrainingSpec | None = None
+    step_size: float | None = None
+    selected_by: str | None = None
+    monitor: tuple[EpochCheck, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -561,7 +596,44 @@ def consistency_problems(record: Record) -> list[tuple[str, str]]:
     elif budget > budget_for(pool_size, fraction):
         problems.append(("budget", f"{budget} is more than fraction {fraction} of pool_size {pool_size} "
                          f"({budget_for(pool_size, fraction)})"))
+    if record.training.method != record.protocol.training:  # both absent under standard training
+        problems.append(("training.method", f"{_spec_text(record.training.method)} differs from the protocol's "
+                         f"training {_spec_text(record.protocol.training)}"))
+    codes = record.flag_codes
+    if record.training.monitor and "catastrophic-overfitting" not in codes:
+        from_monitor = overfit_epoch(record.training.monitor)
+        if from_monitor is not None:
+            problems.append(("flags", f"the guard's epoch {from_monitor[0]} shows catastrophic overfitting, but the "
+                             f"record has no catastrophic-overfitting flag"))
     return problems + (_consistency_v1(record) if record.version == 1 else _consistency_v2(record))
+
+
+def _spec_text(spec: TrainingSpec | None) -> str:
+    return "standard" if spec is None else f"{spec.name} {json.dumps(spec.params, sort_keys=True)}"
+
+
+# the catastrophic-overfitting rule (`benchmark.overfitting` says why): PGD accuracy falls more than
+# OVERFIT_DROP below the best earlier epoch's while FGSM accuracy stays within OVERFIT_HOLD of that epoch's, or
+# FGSM accuracy exceeds PGD accuracy by more than OVERFIT_GAP (the model defeats one-step attacks only)
+OVERFIT_DROP = 0.2
+OVERFIT_HOLD = 0.05
+OVERFIT_GAP = 0.25
+
+
+def overfit_epoch(monitor: tuple[EpochCheck, ...]) -> tuple[int, str] | None:
+    """(the first epoch the rule fires at, what it saw) or None."""
+    best = None
+    for entry in monitor:
+        if best is not None and entry.pgd < best.pgd - OVERFIT_DROP and entry.fgsm >= best.fgsm - OVERFIT_HOLD:
+            return entry.epoch, (f"PGD accuracy on the held-out monitor images fell to {100 * entry.pgd:.1f} % from "
+                                 f"{100 * best.pgd:.1f} % (epoch {best.epoch}) while FGSM accuracy stayed at "
+                                 f"{100 * entry.fgsm:.1f} % ({100 * best.fgsm:.1f} % then)")
+        if entry.fgsm - entry.pgd > OVERFIT_GAP:
+            return entry.epoch, (f"FGSM accuracy on the held-out monitor images is {100 * entry.fgsm:.1f} %, PGD "
+                                 f"accuracy {100 * entry.pgd:.1f} %: the model defeats one-step attacks only")
+        if best is None or entry.pgd > best.pgd:
+            best = entry
+    return None
 
 
 def _consistency_v1(record: Record) -> list[tuple[str, str]]:

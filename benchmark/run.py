@@ -20,6 +20,7 @@ from benchmark.datasets import dataset_name, load_dataset
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate, run_flags
 from benchmark.memory import PeakMemory
+from benchmark.overfitting import catastrophic_overfitting, monitor_indices, robust_accuracies
 from benchmark.protocol import Protocol
 from benchmark.proxy import PoolData, build_proxy
 from benchmark.record import (
@@ -29,6 +30,7 @@ from benchmark.record import (
     ModelWeights,
     Record,
     Training,
+    TrainingSpec,
     budget_for,
 )
 from benchmark.record import Selection as SelectionPart
@@ -36,7 +38,7 @@ from benchmark.records import LOCK, artifact_path, environment, indices_sha256, 
 from benchmark.seeding import derive_seed
 from benchmark.selection import Selection, SelectionContext, Selector, create_selector, validate_selection
 from benchmark.storage import file_lock, read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
-from benchmark.train import TrainingClock, accuracy, train_model
+from benchmark.train import Guard, TrainingClock, accuracy, to_float, train_model
 
 log = logging.getLogger("benchmark")
 
@@ -113,34 +115,51 @@ class Trained:
 
 def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protocol, seed: int,
                        checkpoints: Path | None = None) -> Trained:
-    """Final training on the coreset, once per learning rate; the lr with the best validation accuracy
-    is kept and its final-epoch model is evaluated on the test set (never used to choose anything).
-    With `checkpoints` (a directory), each training checkpoints there every epoch and resumes from it."""
+    """Final training on the coreset, once per learning rate; the lr with the best validation score is kept and
+    its final-epoch model is evaluated on the test set (never used to choose anything). The score is validation
+    accuracy, or under adversarial training the robust accuracy (PGD-10 at the training eps) on the guard's
+    held-out validation images. With `checkpoints` (a directory), each training checkpoints there every epoch
+    and resumes from it."""
     indices = torch.as_tensor(selection.indices, device=data.pool_images.device)
     images, labels = data.pool_images[indices], data.pool_labels[indices]
     weights = None if selection.weights is None else torch.as_tensor(selection.weights, dtype=torch.float32,
                                                                        device=images.device)
+    method = protocol.training_method()
+    watched = monitor_indices(len(data.val_labels), protocol.monitor_images).to(images.device)
     started = time.perf_counter()
     clock = TrainingClock()  # the time trained before a resume, which this process did not see
     best = None
     grid = []
     for i, lr in enumerate(protocol.lrs):
+        guard = Guard(data.val_images[watched], data.val_labels[watched], method.eps) if method.adversarial else None
         model = data.build_model(protocol.model, derive_seed(seed, "init"))
         model = train_model(model.to(images.device), images, labels, protocol.train_config(lr, len(images)), seed=seed,
                             purpose="training", desc=f"train lr={lr:g}", sample_weights=weights,
-                            checkpoint=checkpoints / f"lr{i}.checkpoint" if checkpoints else None, clock=clock)
-        val_accuracy = accuracy(model, data.val_images, data.val_labels)
-        grid.append(LrTrial(lr=lr, validation_accuracy=val_accuracy))
-        if best is None or val_accuracy > best[1]:
-            best = (model, val_accuracy, lr)
-    model, val_accuracy, lr = best
+                            checkpoint=checkpoints / f"lr{i}.checkpoint" if checkpoints else None, clock=clock,
+                            guard=guard)
+        trial = LrTrial(lr=lr, validation_accuracy=accuracy(model, data.val_images, data.val_labels))
+        if guard is not None:  # the model as evaluated (after precise BN, if any), not the last epoch's check
+            _, _, robust = robust_accuracies(model, to_float(guard.images), guard.labels, method.eps, seed=seed,
+                                             purpose="training/selection")
+            trial = dataclasses.replace(trial, validation_robust_accuracy=robust)
+        grid.append(trial)
+        score = trial.validation_accuracy if guard is None else trial.validation_robust_accuracy
+        if best is None or score > best[1]:
+            best = (model, score, trial, guard)
+    model, _, trial, guard = best
     epochs = protocol.epochs_for(len(images))
     steps = epochs * max(1, math.ceil(len(images) / protocol.batch_size))
-    training = Training(epochs=epochs, lr=lr, lr_grid=tuple(grid),
+    training = Training(epochs=epochs, lr=trial.lr, lr_grid=tuple(grid),
                         optimizer=(f"SGD momentum {protocol.momentum}, nesterov {protocol.nesterov}, "
                                    f"weight decay {protocol.weight_decay}, cosine schedule"),
                         batch_size=protocol.batch_size, steps=steps, seconds=time.perf_counter() - started
-                        + clock.carried, validation_accuracy=val_accuracy)
+                        + clock.carried, validation_accuracy=trial.validation_accuracy)
+    if guard is not None:
+        training = dataclasses.replace(
+            training, method=TrainingSpec(method.name, method.params()), step_size=method.step_size(),
+            monitor=tuple(guard.entries),
+            selected_by=f"validation robust accuracy: PGD-10 at the training eps on {len(watched)} held-out "
+                        f"validation images")
     return Trained(model, training)
 
 
@@ -253,7 +272,8 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         worst_case=measured.worst_case, checks=measured.checks,
         flags=run_flags(clean=measured.clean_accuracy, num_classes=data.num_classes,
                         test_size=len(data.test_labels), top_share=measured.top_prediction_share,
-                        steps=training.steps, checks=measured.checks, failures=measured.failures),
+                        steps=training.steps, checks=measured.checks, failures=measured.failures)
+        + _training_flags(training),
         environment=environment(device, peak_memory_mb=memory.phases),
         created=now(), attack_failures=measured.failures)
     # artifacts first, the record last: a record on disk always has its files beside it
@@ -269,6 +289,11 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
     for flag in record.flags:
         log.warning("WARNING: %s is flagged %s: %s", spec.label, flag.code, flag.detail)
     return record
+
+
+def _training_flags(training: Training) -> tuple:
+    flag = catastrophic_overfitting(training.monitor or ())
+    return (flag,) if flag is not None else ()
 
 
 def remove_partial(spec: RunSpec) -> None:

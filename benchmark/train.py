@@ -20,6 +20,7 @@ from benchmark.errors import UserError
 from benchmark.progress import progress
 from benchmark.seeding import derive_seed, torch_generator
 from benchmark.storage import read_checkpoint, write_checkpoint
+from benchmark.training import TrainingMethod, create_training
 
 log = logging.getLogger("benchmark")
 RECALIBRATION_BATCH = 512
@@ -38,6 +39,19 @@ class TrainConfig:
     weight_decay: float
     precise_bn: bool = False  # re-estimate batch-norm statistics on the training images after training
     augment: bool = True
+    method: TrainingMethod | None = None  # `benchmark.training`; None: standard
+
+    @property
+    def adversarial(self) -> bool:
+        return self.method is not None and self.method.adversarial
+
+    def identity(self) -> dict:
+        """The settings as a JSON-able dict (for checkpoints and the proxy cache's keys); standard training is
+        written as before training methods existed, so those keys did not change."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method"}
+        if self.adversarial:
+            values["method"] = {"name": self.method.name, **self.method.params()}
+        return values
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -116,6 +130,25 @@ class DynamicsRecorder:
 
 
 @dataclass
+class Guard:
+    """Adversarial training's per-epoch check (`benchmark.overfitting`): held-out images (uint8, on the training
+    device), the eps they are attacked at, and what each epoch found (restored with a checkpoint)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    eps: float
+    entries: list = dataclasses.field(default_factory=list)
+
+    def check(self, model: nn.Module, epoch: int, seed: int, purpose: str) -> None:
+        from benchmark.overfitting import robust_accuracies
+        from benchmark.record import EpochCheck
+
+        clean, fgsm, pgd = robust_accuracies(model, to_float(self.images), self.labels, self.eps, seed=seed,
+                                             purpose=f"{purpose}/guard/{epoch}")
+        self.entries.append(EpochCheck(epoch=epoch, clean=clean, fgsm=fgsm, pgd=pgd))
+
+
+@dataclass
 class TrainingClock:
     """Training seconds spent before this process: what the checkpoints it resumed from had recorded. A resumed
     run adds them to its own time, so its record states what the whole training took."""
@@ -140,9 +173,14 @@ def compile_mode() -> str | None:
     return mode
 
 
-def compiled(model: nn.Module, device: torch.device):
-    """The model's forward for training steps: compiled on a GPU when asked (it shares the model's weights)."""
+def compiled(model: nn.Module, device: torch.device, adversarial: bool = False):
+    """The model's forward for training steps: compiled on a GPU when asked (it shares the model's weights).
+    Adversarial training calls the forward several times before one backward (the attack's steps), which CUDA
+    graphs cannot replay safely (a later replay overwrites the outputs an earlier call's backward needs): its
+    steps are compiled without them (untried on a GPU so far: docs/gpu.md)."""
     mode = compile_mode()
+    if adversarial and mode in ("reduce-overhead", "max-autotune"):
+        mode = "max-autotune-no-cudagraphs" if mode == "max-autotune" else "default"
     return torch.compile(model, mode=mode) if mode and device.type == "cuda" else model
 
 
@@ -153,8 +191,9 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, *,
                 seed: int, purpose: str, desc: str = "train", sample_weights: torch.Tensor | None = None,
                 checkpoint: Path | None = None, dynamics: DynamicsRecorder | None = None,
-                clock: TrainingClock | None = None) -> nn.Module:
-    """SGD (Nesterov momentum, weight decay) with a per-step cosine schedule. `images` are uint8 on the
+                clock: TrainingClock | None = None, guard: Guard | None = None) -> nn.Module:
+    """SGD (Nesterov momentum, weight decay) with a per-step cosine schedule, on the losses of the config's
+    training method (standard: clean cross-entropy; adversarial ones attack each batch first). `images` are uint8 on the
     device the model is on; the batch order and the augmentation draw from seeds derived from `seed`.
     `sample_weights` (from weighted selectors) scale each image's loss; they are normalised to mean 1.
 
@@ -162,7 +201,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     checkpoint found there at the start is resumed from: on CPU the result is bitwise the same as an
     uninterrupted training. The caller deletes the file once it has what it needs. With `dynamics`, what the
     training forward passes saw of each image is recorded there (and checkpointed with the rest). Checkpoints
-    keep the training seconds so far; `clock` receives those of the checkpoint resumed from."""
+    keep the training seconds so far; `clock` receives those of the checkpoint resumed from. With `guard`,
+    the model is attacked on its held-out images after every epoch (adversarial training's check)."""
     device = images.device
     model = prepare(model, device)
     generator = torch_generator(seed, purpose, device="cpu")
@@ -175,18 +215,21 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * batches_per_epoch)
     if sample_weights is not None:
         sample_weights = sample_weights * (len(sample_weights) / sample_weights.sum())
-    identity = {"config": dataclasses.asdict(config), "images": len(images), "seed": seed, "purpose": purpose}
+    method = config.method or create_training("standard")
+    # the training attack's random starts: on the device (a draw per step copied from the host would stall a GPU)
+    adversary = torch_generator(seed, f"{purpose}/adversary", device=device)
+    identity = {"config": config.identity(), "images": len(images), "seed": seed, "purpose": purpose}
     cuda = [device] if device.type == "cuda" else []
     # layers that draw from the global RNG (dropout, drop-path) get a stream of their own, saved with the rest
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(derive_seed(seed, f"{purpose}/global"))
-        start, carried = _resume(checkpoint, identity, model, optimizer, schedule, generator, cuda, dynamics) \
-            if checkpoint else (0, 0.0)
+        start, carried = _resume(checkpoint, identity, model, optimizer, schedule, generator, adversary, cuda,
+                                 dynamics, guard) if checkpoint else (0, 0.0)
         if clock is not None:
             clock.carried += carried
         started = perf_counter()
         model.train()
-        forward = compiled(model, device)
+        forward = compiled(model, device, adversarial=method.adversarial)
         for epoch in progress(range(start, config.epochs), desc=desc, unit="epoch", initial=start,
                               total=config.epochs):
             # near-equal batches: never a final batch of one image, which batch norm cannot train on
@@ -196,8 +239,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
                 if drawn is not None:
                     x = augment_batch(x, drawn).contiguous(memory_format=torch.channels_last)
                 with _autocast(device):
-                    logits = forward(x)
-                    losses = F.cross_entropy(logits, labels[batch], reduction="none")
+                    losses, logits = method.losses(forward, x, labels[batch], generator=adversary)
                     loss = losses.mean() if sample_weights is None else (losses * sample_weights[batch]).mean()
                 if dynamics is not None:
                     dynamics.record(epoch, batch, logits, labels[batch], losses)
@@ -205,12 +247,16 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
                 loss.backward()
                 optimizer.step()
                 schedule.step()
+            if guard is not None:
+                guard.check(model, epoch + 1, seed, purpose)
             if checkpoint:
                 write_checkpoint(checkpoint, {
                     **identity, "epoch": epoch + 1, "seconds": carried + perf_counter() - started,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "generator": generator.get_state(),
                     "rng": torch.get_rng_state(), "cuda_rng": [torch.cuda.get_rng_state(d) for d in cuda],
+                    "adversary": adversary.get_state(),
+                    "guard": [entry.to_json() for entry in guard.entries] if guard is not None else [],
                     "dynamics": dynamics.state() if dynamics is not None else {}})
     if config.precise_bn:
         recalibrate_batch_norm(model, images)
@@ -242,8 +288,8 @@ def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor) -> None:
         layer.momentum = momentum
 
 
-def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, generator, cuda,
-            dynamics: DynamicsRecorder | None) -> tuple[int, float]:
+def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, generator, adversary, cuda,
+            dynamics: DynamicsRecorder | None, guard: Guard | None) -> tuple[int, float]:
     """Loads a training checkpoint into the live objects; returns the number of epochs it had done and the
     seconds they took. A damaged checkpoint (its content hash does not match) or another training's is
     ignored: training starts afresh."""
@@ -262,6 +308,12 @@ def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, genera
         torch.cuda.set_rng_state(rng, device)
     if dynamics is not None:
         dynamics.load(state["dynamics"])
+    if "adversary" in state:  # checkpoints before training methods had none (and standard training draws nothing)
+        adversary.set_state(state["adversary"])
+    if guard is not None:
+        from benchmark.record import EpochCheck
+
+        guard.entries[:] = [EpochCheck.from_json(entry) for entry in state.get("guard", [])]
     log.info("resumed from %s after epoch %d of %d", checkpoint.name, state["epoch"], identity["config"]["epochs"])
     return state["epoch"], float(state.get("seconds", 0.0))  # checkpoints of version 0.2.0 kept no seconds
 

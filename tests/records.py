@@ -14,6 +14,7 @@ from benchmark.storage import slug
 
 V1 = "coreset-bench/run/1"
 V2 = "coreset-bench/run/2"
+V4 = "coreset-bench/run/4"
 EPS = [1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255]
 PROTOCOL = {"preset": "smoke", "dataset": "digits", "model": "mobilenetv2_035", "epochs": 4, "lrs": [0.05],
             "eps": EPS, "proxy_epochs": 2, "proxy_lr": 0.05, "batch_size": 64, "momentum": 0.9, "nesterov": True,
@@ -122,6 +123,25 @@ def make_record_v3(method="random", **given) -> dict:
     record["environment"].update({"cpu": "x86_64 (family 6)", "cpu_capability": "AVX2", "git_commit": "a" * 40,
                                   "git_dirty": False})
     record["attack_failures"] = []
+    return record
+
+
+def make_record_v4(method="random", *, training: dict | None = None, monitor: list | None = None,
+                   **given) -> dict:
+    """A valid version-4 record: version 3's; with `training` (a training method's {"name", "params"}), an
+    adversarially trained one, its lr chosen by validation robust accuracy and its guard's per-epoch `monitor`
+    (default: three epochs of rising accuracies)."""
+    record = make_record_v3(method, **given)
+    record["schema"] = V4
+    if training is not None:
+        record["protocol"].update({"training": training, "adversarial_proxy": False, "monitor_images": 64})
+        monitor = monitor if monitor is not None else [
+            {"epoch": e, "clean": 0.3 + 0.1 * e, "fgsm": 0.2 + 0.1 * e, "pgd": 0.15 + 0.1 * e} for e in (1, 2, 3)]
+        record["training"].update({"method": training, "step_size": 5 / 255, "monitor": monitor,
+                                   "selected_by": "validation robust accuracy: PGD-10 at the training eps on 64 "
+                                                  "held-out validation images"})
+        for trial in record["training"]["lr_grid"]:
+            trial["validation_robust_accuracy"] = 0.3
     return record
 
 

@@ -13,10 +13,10 @@ ROOTS = {"benchmark": REPO / "benchmark", "benchmark.methods": REPO / "methods",
          "benchmark.leaderboard": REPO / "leaderboard"}
 # names a record shares with the leaderboard's table columns and view rows, a gallery's arrays, a training
 # checkpoint and the attacks' own parameters: indexing those is not reading a record
-SHARED_NAMES = {"attack", "batch_size", "budget", "clean", "cross_check_images", "dataset", "device", "epochs", "eps",
-                "flags", "fraction", "gallery", "headline_eps", "images", "lrs", "method", "model", "name",
-                "optimizer", "package", "paper", "params", "pool_size", "preset", "proxy_epochs", "seconds", "seed",
-                "steps", "test_size"}
+SHARED_NAMES = {"attack", "batch_size", "budget", "clean", "cross_check_images", "dataset", "device", "epoch",
+                "epochs", "eps", "flags", "fraction", "gallery", "headline_eps", "images", "lrs", "method", "model",
+                "name", "optimizer", "package", "paper", "params", "pool_size", "preset", "proxy_epochs", "seconds",
+                "seed", "steps", "test_size"}
 
 
 def _modules() -> dict[str, Path]:

@@ -174,7 +174,8 @@ def test_the_wheel_installs_no_top_level_name_but_benchmark(tmp_path):
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top == {"benchmark"}
     assert "benchmark/methods/cal.py" in names and "benchmark/leaderboard/templates/index.html.j2" in names
-    assert "benchmark/schemas/run-3.schema.json" in names
+    assert "benchmark/schemas/run-3.schema.json" in names and "benchmark/schemas/run-4.schema.json" in names
+    assert "benchmark/training/trades.py" in names
     assert "benchmark/leaderboard/templates/leaderboard.md.j2" in names
 
 

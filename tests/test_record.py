@@ -18,7 +18,7 @@ from benchmark.record import (
     unpack_mask,
 )
 from benchmark.schema import check_record
-from tests.records import make_record, make_record_v2
+from tests.records import make_record, make_record_v2, make_record_v4
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = sorted((REPO / "submissions").rglob("*.json"))
@@ -129,7 +129,7 @@ def test_the_helper_records_are_consistent():
 
 
 def test_the_current_schema_declares_every_field_the_record_classes_write():
-    """Version 3's objects are closed (no undeclared key), so every field a class writes must be declared, and
+    """Version 3's and 4's objects are closed (no undeclared key), so every field a class writes must be declared, and
     nothing is declared that no class writes."""
     import benchmark.record as module
     from benchmark.record import SCHEMA, schema_file
@@ -155,9 +155,39 @@ def test_the_current_schema_declares_every_field_the_record_classes_write():
              module.Gallery: schema["properties"]["gallery"],
              module.Reevaluation: schema["properties"]["reevaluations"]["items"],
              module.AttackFailure: schema["properties"]["attack_failures"]["items"],
-             module.Environment: schema["properties"]["environment"]}
+             module.Environment: schema["properties"]["environment"],
+             module.TrainingSpec: schema["$defs"]["training_method"],
+             module.EpochCheck: schema["properties"]["training"]["properties"]["monitor"]["items"]}
     version_1_only = {"inhouse_accuracy", "max_abs_diff"}
     for part, node in parts.items():
         fields = {f.name for f in dataclasses.fields(part)} - version_1_only
         assert set(node["properties"]) == fields, part.__name__
         assert node["additionalProperties"] is False, part.__name__
+
+
+FGSM_RS = {"name": "fgsm-rs", "params": {"eps": 4 / 255, "rel_step": 1.25, "random_start": True}}
+
+
+def test_an_adversarially_trained_record_states_its_training_and_reads_back():
+    data = make_record_v4(training=FGSM_RS)
+    record = Record.from_json(data)
+    assert record.training.method.name == "fgsm-rs" and record.protocol.training == record.training.method
+    assert [e.epoch for e in record.training.monitor] == [1, 2, 3]
+    assert record.problems() == [] and record.to_json() == data
+    # standard training writes none of it: the settings of standard runs (their file names) did not change
+    assert "training" not in make_record_v4()["protocol"] and Record.from_json(make_record_v4()).problems() == []
+
+
+def test_a_training_method_other_than_the_protocols_is_refused():
+    data = make_record_v4(training=FGSM_RS)
+    data["training"]["method"] = {"name": "pgd-at", "params": {"eps": 8 / 255, "steps": 10, "rel_step": 2.5}}
+    assert any(where == "training.method" for where, _ in Record.from_json(data).problems())
+
+
+def test_a_guard_that_shows_catastrophic_overfitting_needs_the_flag():
+    collapse = [{"epoch": 1, "clean": 0.5, "fgsm": 0.4, "pgd": 0.35}, {"epoch": 2, "clean": 0.6, "fgsm": 0.5,
+                                                                       "pgd": 0.05}]
+    data = make_record_v4(training=FGSM_RS, monitor=collapse)
+    assert any(where == "flags" and "epoch 2" in message for where, message in Record.from_json(data).problems())
+    data["flags"] = [{"code": "catastrophic-overfitting", "detail": "epoch 2: ..."}]
+    assert Record.from_json(data).problems() == []

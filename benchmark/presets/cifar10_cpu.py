@@ -6,7 +6,7 @@ nothing, and a ranking of zeros says nothing."""
 from benchmark.protocol import STANDARD_EPS, Protocol, register_preset
 from benchmark.record import AttackSpec
 
-register_preset(Protocol(
+CIFAR10_CPU = register_preset(Protocol(
     preset="cifar10-cpu", dataset="cifar10", model="mobilenetv2_035", fractions=(0.1, 0.5), seeds=(0, 1, 2),
     epochs=10, lrs=(0.05,), eps=STANDARD_EPS, proxy_epochs=3, proxy_lr=0.05, batch_size=32,
     train_per_class=200, test_per_class=100,

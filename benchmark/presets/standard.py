@@ -6,7 +6,7 @@ RobustBench ranks. A GPU job."""
 from benchmark.protocol import STANDARD_EPS, Protocol, register_preset
 from benchmark.record import AttackSpec
 
-register_preset(Protocol(
+STANDARD = register_preset(Protocol(
     preset="standard", dataset="cifar10", model="mobilenetv2_100", fractions=(0.1, 0.5), seeds=(0, 1, 2),
     epochs=200, lrs=(0.1,), eps=STANDARD_EPS, proxy_epochs=10,
     attacks=(AttackSpec("fgsm"), AttackSpec("bim"), AttackSpec("pgd", {"steps": 50}),
