@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from benchmark.leaderboard.beyond_accuracy import fit_fraction
 from benchmark.leaderboard.statistics import Verdict, compare_family, rank_intervals, tied_groups, verdicts
 
-from benchmark.record import ProtocolSettings, Record
+from benchmark.record import ProtocolSettings, Record, eps_text
 from benchmark.schema import RecordFile
 
 FULL = "full"
@@ -126,6 +127,7 @@ class Group:
     headline_eps: float
     fractions: list[float]
     facts: dict = field(default_factory=dict)
+    beyond_accuracy: list = field(default_factory=list)  # a `beyond_accuracy.Fit` per fraction that has one
 
     @property
     def attacks(self) -> list[str]:
@@ -287,7 +289,25 @@ def table1(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _group_title(runs: pd.DataFrame) -> str:
     first = runs.iloc[0]
-    return f"{first['dataset']} · {first['model']} · {first['preset']}"
+    training = first["settings"].training
+    kind = f" · adversarially trained ({training.name})" if training is not None else ""
+    return f"{first['dataset']} · {first['model']} · {first['preset']}{kind}"
+
+
+def training_text(protocol: ProtocolSettings) -> str:
+    """How the group's models were trained, in words (records before version 4: standard)."""
+    spec = protocol.training
+    if spec is None:
+        return "standard (cross-entropy on clean images)"
+    params = dict(spec.params)
+    eps = params.pop("eps", None)
+    text = spec.name + (f" at {eps_text(eps)}" if eps is not None else "")
+    text += "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}"
+                    for key, value in sorted(params.items()))
+    proxy = "; the selection proxy trained the same way" if protocol.adversarial_proxy else \
+        "; the selection proxy trained on clean images"
+    return (f"{text}{proxy}; lr chosen by robust accuracy (PGD-10) on {protocol.monitor_images} held-out "
+            f"validation images, which are also attacked after every epoch to catch catastrophic overfitting")
 
 
 def _distinct(values) -> list:
@@ -300,6 +320,7 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
     groups = []
     for _, runs in frame.groupby("group", sort=True):
         runs = runs.reset_index(drop=True)
+        runs["label"] = _labels(runs)
         protocol: ProtocolSettings = runs["settings"].iloc[0]
         measure_keys = sorted({k for m in runs["measures"] for k in m}, key=lambda k: (k[0] == WORST, k))
         summary = summarize(runs, measure_keys)
@@ -316,11 +337,14 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
             "records": len(runs), "flagged": int(sum(1 for codes in runs["flags"] if codes)),
             "full_clean": mean_std(runs[runs["method"] == FULL]["clean"])[0],
             "cross_check_images": protocol.cross_check_images,
+            "training": training_text(protocol),
         }
+        fits = [fit_fraction(runs, fraction) for fraction in facts["fractions"]]
         groups.append(Group(id="", title=_group_title(runs), protocol=protocol, schema=runs["record_schema"].iloc[0],
                             runs=runs,
                             summary=summary, measures=measure_keys, headline_eps=float(runs["headline_eps"].iloc[0]),
-                            fractions=facts["fractions"], facts=facts))
+                            fractions=facts["fractions"], facts=facts,
+                            beyond_accuracy=[fit for fit in fits if fit is not None]))
     groups.sort(key=lambda g: (g.facts["dataset"], g.facts["model"], g.facts["preset"], g.schema,
                                canonical(g.protocol.to_json())))
     titles = [g.title for g in groups]

@@ -126,6 +126,41 @@ def robustness_svgs(group: Group, order: list[str], colors: dict) -> list[dict]:
     return rows
 
 
+# --- robustness against accuracy -----------------------------------------------------------------------------
+def beyond_accuracy_svgs(group: Group, order: list[str], colors: dict) -> list[dict]:
+    """Per fitted fraction, one point per run (clean accuracy, worst case at the headline eps), coloured as the
+    curves are (ids end in -m<index>, so the page's checkboxes show and hide them too), and the pooled line."""
+    rows = []
+    for index, fit in enumerate(group.beyond_accuracy):
+        with matplotlib.rc_context(_RC):
+            figure = Figure(figsize=(3.6, 3.0), layout="constrained")
+            FigureCanvasAgg(figure)
+            ax = figure.subplots()
+            for label in order:
+                points = [(c, r) for name, c, r in fit.points if name == label]
+                if not points:
+                    continue
+                color, _ = colors[label]
+                dots = ax.scatter([100 * c for c, _ in points], [100 * r for _, r in points], s=12, color=color,
+                                  label=_plot_label(label), edgecolors="none")
+                dots.set_gid(f"m{order.index(label)}-dots")
+            xs = np.linspace(min(c for _, c, _ in fit.points), max(c for _, c, _ in fit.points), 2)
+            ax.plot(100 * xs, 100 * (fit.intercept + fit.slope * xs), "-", color="#555555", linewidth=1)
+            ax.set_title(f"fraction {fit.fraction:g}")
+            ax.set_xlabel("clean accuracy (%)")
+            ax.set_ylabel(f"worst case at {eps_text(group.headline_eps)} (%)")
+            ax.grid(True, alpha=0.3)
+            buffer = io.StringIO()
+            figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        svg = buffer.getvalue()
+        svg = svg[svg.index("<svg"):]
+        svg = re.sub(r"<style[^>]*>.*?</style>", "", svg, flags=re.S)
+        svg = svg.replace("<svg ", f'<svg class="plot" role="img" aria-label="robust against clean accuracy at '
+                          f'fraction {fit.fraction:g}" ', 1)
+        rows.append(Markup(_prefix_ids(svg, f"{group.id}-ba{index}-")))
+    return rows
+
+
 # --- adversarial examples -----------------------------------------------------------------------------------
 def _png(pixels: np.ndarray) -> str:
     import matplotlib.image

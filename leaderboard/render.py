@@ -32,7 +32,8 @@ from benchmark.storage import WRITER, remove_stale_temporaries, slug
 __all__ = ["MARKER", "PUBLISHED_PRESETS", "build_site", "markdown_escape", "safe_url"]
 MARKER = ".coreset-bench-site"  # marks a directory this module wrote, so it may be replaced
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PUBLISHED_PRESETS = ("cifar10-cpu", "standard")  # the presets the published board takes
+# the presets the published board takes: each clean-training board and its adversarially trained counterpart
+PUBLISHED_PRESETS = ("cifar10-cpu", "cifar10-cpu-at", "standard", "standard-at")
 
 
 # --- pages --------------------------------------------------------------------------------------------------

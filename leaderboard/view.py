@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from benchmark.leaderboard.aggregate import FULL, WORST, Group, table1
-from benchmark.leaderboard.figures import gallery_view, method_colors, robustness_svgs
+from benchmark.leaderboard.figures import beyond_accuracy_svgs, gallery_view, method_colors, robustness_svgs
 from benchmark.leaderboard.statistics import (
     BETTER,
     EQUIVALENT,
@@ -282,6 +282,10 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
             "fractions": [fraction_text(f) for f in table.columns], "table1": table1_rows, "ranked": ranked,
             "full_rows": full_rows, "attack_tables": attack_tables, "rows": rows, "legend": legend,
             "curves": robustness_svgs(group, order, colors), "galleries": galleries,
+            "beyond": [{"fraction": fraction_text(fit.fraction), "summary": fit.summary(), "svg": svg,
+                        "rows": [{"label": r.label, "offset": r.text, "verdict": r.verdict, "runs": r.runs}
+                                 for r in fit.residuals]}
+                       for fit, svg in zip(group.beyond_accuracy, beyond_accuracy_svgs(group, order, colors))],
             "attacks": [a for a in group.attacks if a != WORST], "study": study_view(group),
             "flag_legend": flag_legend,
             "protocol": json.dumps(group.protocol.to_json(), sort_keys=True)}

@@ -91,8 +91,9 @@ def test_page_renders_sorts_and_draws_in_chromium(tmp_path):
     parsed = _Rows()
     parsed.feed(dom)
     html_tag = next(attrs for tag, attrs in parsed.elements if tag == "html")
-    # ranked tables at 0.1 and 0.5, table 1, FGSM and worst-case tables, the runs table: all wired by the script
-    assert html_tag.get("data-sortable-tables") == "6"
+    # ranked tables at 0.1 and 0.5, table 1, FGSM and worst-case tables, the runs table, and the one fraction
+    # with a robustness-beyond-accuracy fit: all wired by the script
+    assert html_tag.get("data-sortable-tables") == "7"
     headers = [attrs for tag, attrs in parsed.elements if tag == "th"]
     assert headers and all("sortable" in attrs.get("class", "") for attrs in headers)
     results = parsed.tables["g0-results"]
@@ -103,8 +104,9 @@ def test_page_renders_sorts_and_draws_in_chromium(tmp_path):
     assert [row[0] for row in parsed.tables["g0-table1"]] == ["random", "meh", "mine", "one", "full"]
     assert [row[1] for row in parsed.tables["g0-rank0"]][:1] == ["mine"]  # best worst case first
 
-    plots = re.findall(r"<svg[^>]*class=\"plot\".*?</svg>", dom, flags=re.S)
+    plots = re.findall(r"<svg[^>]*class=\"plot\"[^>]*accuracy against eps.*?</svg>", dom, flags=re.S)
     assert len(plots) == 4, "expected the worst case and FGSM per fraction in the rendered DOM"
+    assert len(re.findall(r"<svg[^>]*class=\"plot\"[^>]*robust against clean accuracy", dom)) == 1
     assert all(len(re.findall(r"<path\b", plot)) > 10 for plot in plots) and "fraction 0.5" in plots[2]
 
     artifacts = _artifacts(tmp_path)

@@ -20,7 +20,7 @@ from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.schema import SchemaError, load_records
 from tests.conftest import REPO
-from tests.records import EPS, PROTOCOL, make_record, make_record_v2, write_records
+from tests.records import EPS, PROTOCOL, make_record, make_record_v2, make_record_v4, write_records
 
 T_975_2DF = 4.302652729749462  # t distribution, 97.5 % quantile, 2 degrees of freedom (from a t table)
 MINE_URL = "https://example.org/mine"
@@ -186,8 +186,12 @@ def test_page_shows_numbers_from_the_records(site):
 def test_plots_are_inline_deterministic_svg(site, tmp_path):
     out, _ = site
     html = (out / "index.html").read_text()
-    svgs = re.findall(r"<svg .*?</svg>", html, flags=re.S)
+    every = re.findall(r"<svg .*?</svg>", html, flags=re.S)
+    svgs = [svg for svg in every if "accuracy against eps" in svg]
     assert len(svgs) == 4  # fractions 0.1 and 0.5, each the worst case and FGSM; full is a line, not a row
+    scatters = [svg for svg in every if "robust against clean accuracy" in svg]
+    assert len(scatters) + len(svgs) == len(every) and len(scatters) >= 1
+    assert all(f"-m{0}-dots" in svg for svg in scatters)  # Random's points, which the checkboxes hide too
     assert "fraction 0.1</text>" in svgs[0] and "fraction 0.5</text>" in svgs[2]
     labels = ["random", "meh", "mine", "one", "full"]  # the legend order (table 1's)
     for svg in svgs:
@@ -197,7 +201,7 @@ def test_plots_are_inline_deterministic_svg(site, tmp_path):
     assert "<?xml" not in html and "<dc:date>" not in "".join(svgs)
     ids = re.findall(r'\bid="([^"]+)"', html)
     assert len(ids) == len(set(ids))  # no clash between the plots' ids and the page's
-    for reference in re.findall(r"url\(#([^)]+)\)", "".join(svgs)):
+    for reference in re.findall(r"url\(#([^)]+)\)", "".join(every)):
         assert f'id="{reference}"' in html
     # no external resources: the page works offline
     assert not re.search(r'(src|href)="(https?:)?//(?!example\.org)', html)
@@ -317,6 +321,21 @@ def test_one_section_per_protocol(tmp_path):
     assert html.index("cifar10 · mobilenetv2_100 · standard</h2>") < html.index("digits · mobilenetv2_035 · smoke</h2>")
 
 
+def test_adversarially_trained_runs_get_their_own_section_that_says_how_they_were_trained(tmp_path):
+    fgsm_rs = {"name": "fgsm-rs", "params": {"eps": 4 / 255, "rel_step": 1.25, "random_start": True}}
+    write_records(tmp_path / "in" / "clean", [make_record_v4(seed=s) for s in (0, 1)])
+    write_records(tmp_path / "in" / "at", [make_record_v4(seed=s, training=fgsm_rs) for s in (0, 1)])
+    groups = build_groups(load_records([tmp_path / "in"]))
+    titles = sorted(group.title for group in groups)
+    assert len(titles) == 2 and titles[1] == titles[0] + " · adversarially trained (fgsm-rs)"
+    trained = {group.title: group.facts["training"] for group in groups}
+    assert trained[titles[0]].startswith("standard")
+    assert trained[titles[1]].startswith("fgsm-rs at 4/255, random_start True, rel_step 1.25")
+    assert "robust accuracy (PGD-10) on 64 held-out validation images" in trained[titles[1]]
+    build_site([tmp_path / "in"], tmp_path / "site", include_unpublished=True)
+    assert "<dt>training</dt><dd>fgsm-rs at 4/255" in (tmp_path / "site" / "index.html").read_text()
+
+
 def test_rows_are_keyed_by_typed_parameters_never_by_rendered_text(tmp_path):
     records = [make_record("cal", seed=0, params={"k": 10}), make_record("cal", seed=1, params={"k": 10}),
                make_record("cal", seed=0, params={"k": "10"})]  # a string ten is another setting
@@ -347,7 +366,7 @@ def test_the_board_takes_only_its_published_presets(tmp_path, capsys, monkeypatc
     assert main(["-q", "leaderboard", "--out", "public"]) == 2
     err = capsys.readouterr().err
     assert "14 record(s) of preset(s) smoke, which the published board does not take (it takes cifar10-cpu, " \
-           "standard)" in err and "--include-unpublished" in err
+           "cifar10-cpu-at, standard, standard-at)" in err and "--include-unpublished" in err
     assert not (tmp_path / "public").exists()
     assert main(["-q", "leaderboard", "--out", "public", "--include-unpublished"]) == 0
     assert (tmp_path / "public" / "index.html").is_file()
