@@ -63,9 +63,33 @@ def params_text(params: dict) -> str:
                      for key, value in sorted(params.items()))
 
 
+def _same_value(given, recorded) -> bool:
+    """A suite parameter as the protocol states it (maybe text from the command line) against the value an
+    attack entry recorded: 20, 20.0 and "20" are the same setting."""
+    if given == recorded:
+        return True
+    try:
+        return float(given) == float(recorded)
+    except (TypeError, ValueError):
+        return str(given).strip().lower() == str(recorded).strip().lower()
+
+
+def measure_name(record: Record, attack) -> str:
+    """The column an attack entry belongs to: its name when it ran with the suite's settings for that attack,
+    else its name with every parameter (an `attack` call with other settings, e.g. PGD-50 beside the suite's
+    PGD-20): one column never mixes settings."""
+    spec = next((s for s in record.protocol.attacks or () if s.name == attack.name), None)
+    params = attack.params or {}
+    if spec is None and not record.protocol.attacks or spec is not None and all(
+            key in params and _same_value(value, params[key]) for key, value in spec.params.items()):
+        return attack.name
+    return f"{attack.name} ({params_text(params)})" if params else attack.name
+
+
 def measures(record: Record) -> dict[tuple[str, str, float], float]:
-    """(attack, threat, eps) -> accuracy for every attack entry, and (WORST, threat, eps) for the worst case."""
-    found = {(attack.name, attack.threat_model, float(attack.eps)): float(attack.accuracy)
+    """(attack, threat, eps) -> accuracy for every attack entry, and (WORST, threat, eps) for the worst case;
+    the attack is named by `measure_name`."""
+    found = {(measure_name(record, attack), attack.threat_model, float(attack.eps)): float(attack.accuracy)
              for attack in record.attacks if not attack.cascaded}  # a cascaded entry is no attack's own number
     for worst in record.worst():
         found[(WORST, worst.threat, float(worst.eps))] = float(worst.accuracy)

@@ -336,6 +336,28 @@ def test_adversarially_trained_runs_get_their_own_section_that_says_how_they_wer
     assert "<dt>training</dt><dd>fgsm-rs at 4/255" in (tmp_path / "site" / "index.html").read_text()
 
 
+def test_an_attack_with_other_settings_than_the_suites_gets_a_column_of_its_own():
+    """PGD-50 added by `attack` beside the suite's PGD-20 at the same eps: two measures, never one."""
+    import dataclasses
+
+    from benchmark.leaderboard.aggregate import measures
+
+    from benchmark.record import Record
+
+    record = Record.from_json(make_record_v2())
+    suite_pgd = record.attacks[-1]
+    stronger = dataclasses.replace(suite_pgd, params={**suite_pgd.params, "steps": 50}, accuracy=0.05)
+    found = measures(dataclasses.replace(record, attacks=(*record.attacks, stronger)))
+    eps = float(suite_pgd.eps)
+    assert found[("pgd", "Linf", eps)] == suite_pgd.accuracy
+    assert found[("pgd (rel_step=2.5, restarts=1, steps=50)", "Linf", eps)] == 0.05
+    # the suite's setting written as text (as --attack-param leaves it) is the same setting
+    as_text = dataclasses.replace(record.protocol, attacks=tuple(
+        dataclasses.replace(spec, params={key: str(value) for key, value in spec.params.items()})
+        for spec in record.protocol.attacks))
+    assert ("pgd", "Linf", eps) in measures(dataclasses.replace(record, protocol=as_text))
+
+
 def test_rows_are_keyed_by_typed_parameters_never_by_rendered_text(tmp_path):
     records = [make_record("cal", seed=0, params={"k": 10}), make_record("cal", seed=1, params={"k": 10}),
                make_record("cal", seed=0, params={"k": "10"})]  # a string ten is another setting
