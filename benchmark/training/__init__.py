@@ -58,9 +58,14 @@ def create_training(name: str, params: dict[str, Any] | None = None) -> Training
     return TRAINING.create(name, params)
 
 
-def check_eps(eps: float) -> None:
+def check_attack(eps: float, rel_step: float, steps: int = 1) -> None:
+    """The training attack's settings: eps in (0, 1], a positive step, at least one step."""
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1] (e.g. 8/255 = 0.0314), got {eps}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not rel_step > 0:
+        raise ValueError(f"rel_step must be positive, got {rel_step}")
 
 
 def input_gradient(forward: Forward, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

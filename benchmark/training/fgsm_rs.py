@@ -7,7 +7,7 @@ the paper shows overfits catastrophically; the harness watches for that every ep
 from dataclasses import dataclass
 
 from benchmark.attacks import linf_clip, uniform_linf_start
-from benchmark.training import TrainingMethod, check_eps, cross_entropy_on, input_gradient, register
+from benchmark.training import TrainingMethod, check_attack, cross_entropy_on, input_gradient, register
 
 
 @register
@@ -22,9 +22,7 @@ class FGSMRandomStart(TrainingMethod):
     random_start: bool = True
 
     def __post_init__(self):
-        check_eps(self.eps)
-        if not self.rel_step > 0:
-            raise ValueError(f"rel_step must be positive, got {self.rel_step}")
+        check_attack(self.eps, self.rel_step)
 
     def step_size(self) -> float:
         return self.rel_step * self.eps

@@ -6,7 +6,7 @@ default, as Rice, Wong & Kolter 2020 train; the same step rule as the `pgd` atta
 from dataclasses import dataclass
 
 from benchmark.attacks import linf_clip, uniform_linf_start
-from benchmark.training import TrainingMethod, check_eps, cross_entropy_on, input_gradient, register
+from benchmark.training import TrainingMethod, check_attack, cross_entropy_on, input_gradient, register
 
 
 @register
@@ -22,11 +22,7 @@ class PGDAdversarialTraining(TrainingMethod):
     rel_step: float = 2.5  # step = rel_step * eps / steps
 
     def __post_init__(self):
-        check_eps(self.eps)
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if not self.rel_step > 0:
-            raise ValueError(f"rel_step must be positive, got {self.rel_step}")
+        check_attack(self.eps, self.rel_step, self.steps)
 
     def step_size(self) -> float:
         return self.rel_step * self.eps / self.steps

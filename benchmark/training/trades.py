@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.attacks import linf_clip
-from benchmark.training import TrainingMethod, check_eps, register
+from benchmark.training import TrainingMethod, check_attack, register
 
 
 def kl_per_image(logits_clean: torch.Tensor, logits_adversarial: torch.Tensor) -> torch.Tensor:
@@ -34,11 +34,7 @@ class TRADES(TrainingMethod):
     beta: float = 6.0
 
     def __post_init__(self):
-        check_eps(self.eps)
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if not self.rel_step > 0:
-            raise ValueError(f"rel_step must be positive, got {self.rel_step}")
+        check_attack(self.eps, self.rel_step, self.steps)
         if not self.beta >= 0:
             raise ValueError(f"beta must be non-negative, got {self.beta}")
 
