@@ -236,3 +236,23 @@ def test_an_adversarially_trained_run_records_its_method_guard_and_selection_rul
     assert len(record.training.monitor) == record.training.epochs
     assert "robust accuracy" in record.training.selected_by and "10 held-out" in record.training.selected_by
     assert record.training.lr_grid[0].validation_robust_accuracy is not None
+
+
+def test_the_adversarially_trained_presets_are_their_twins_with_only_the_training_changed(capsys):
+    import dataclasses as dc
+
+    from benchmark.cli import main
+    from benchmark.protocol import preset
+
+    training_fields = {"preset", "training", "adversarial_proxy", "monitor_images"}
+    for name, twin in (("cifar10-cpu-at", "cifar10-cpu"), ("standard-at", "standard")):
+        adversarial, clean = preset(name), preset(twin)
+        assert adversarial.training.adversarial and adversarial.adversarial_proxy
+        assert {f.name for f in dc.fields(adversarial)
+                if getattr(adversarial, f.name) != getattr(clean, f.name)} == training_fields
+        # the twins' records compare on the same headline, under settings that tell them apart
+        assert adversarial.headline_eps == clean.headline_eps and adversarial.key("random", {}) != clean.key(
+            "random", {})
+    assert main(["presets"]) == 0
+    listed = capsys.readouterr().out
+    assert "training fgsm-rs at 4/255, proxy too" in listed and "training pgd-at at 8/255, proxy too" in listed
