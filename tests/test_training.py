@@ -183,13 +183,14 @@ def _guarded_training(protocol, data, params, epochs, checkpoint=None):
 
 def test_fgsm_training_without_random_start_at_a_large_eps_is_flagged_and_fgsm_rs_is_not():
     """Wong et al.: FGSM training without the random start, with a large step, overfits catastrophically (the
-    model defeats FGSM, PGD still fools it); planted here on digits at 48/255 with a step of 2 eps."""
+    model defeats FGSM, PGD still fools it); planted here on digits at 64/255 with a step of 2 eps, where PGD-10
+    fools nearly every image at every epoch while FGSM's accuracy climbs (several epochs past the rule, with one
+    or two threads)."""
     protocol, data = _digits()
-    _, planted = _guarded_training(protocol, data, {"eps": 48 / 255, "rel_step": 2.0, "random_start": False}, 5)
+    _, planted = _guarded_training(protocol, data, {"eps": 64 / 255, "rel_step": 2.0, "random_start": False}, 6)
     flag = catastrophic_overfitting(tuple(planted.entries))
     assert flag is not None and flag.code == "catastrophic-overfitting"
-    last = planted.entries[-1]
-    assert last.clean > 0.4 and last.pgd <= 0.05 and last.fgsm - last.pgd > 0.25  # it learnt; only FGSM fails
+    assert all(e.pgd <= 0.1 for e in planted.entries) and max(e.fgsm for e in planted.entries) >= 0.3
     _, normal = _guarded_training(protocol, data, {"eps": 8 / 255}, 3)
     assert [e.epoch for e in normal.entries] == [1, 2, 3]
     assert catastrophic_overfitting(tuple(normal.entries)) is None
