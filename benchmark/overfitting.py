@@ -53,3 +53,10 @@ def catastrophic_overfitting(monitor: tuple[EpochCheck, ...]) -> Flag | None:
     """The flag for the first epoch the rule fires at (see the module's note); None when none does."""
     found = overfit_epoch(monitor)
     return None if found is None else Flag("catastrophic-overfitting", f"epoch {found[0]}: {found[1]}")
+
+
+def overfitting_flags(monitor: tuple[EpochCheck, ...]) -> tuple[Flag, ...]:
+    """The run's flags from its guard, as `evaluation.run_flags` gives the evaluation's (none under standard
+    training, which has no guard)."""
+    flag = catastrophic_overfitting(monitor)
+    return (flag,) if flag is not None else ()

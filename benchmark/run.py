@@ -20,7 +20,7 @@ from benchmark.datasets import dataset_name, load_dataset
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate, run_flags
 from benchmark.memory import PeakMemory
-from benchmark.overfitting import catastrophic_overfitting, monitor_indices, robust_accuracies
+from benchmark.overfitting import monitor_indices, overfitting_flags
 from benchmark.protocol import Protocol
 from benchmark.proxy import PoolData, build_proxy
 from benchmark.record import (
@@ -38,7 +38,7 @@ from benchmark.records import LOCK, artifact_path, environment, indices_sha256, 
 from benchmark.seeding import derive_seed
 from benchmark.selection import Selection, SelectionContext, Selector, create_selector, validate_selection
 from benchmark.storage import file_lock, read_arrays_sealed, write_arrays_sealed, write_npz, write_weights
-from benchmark.train import Guard, TrainingClock, accuracy, to_float, train_model
+from benchmark.train import Guard, TrainingClock, accuracy, train_model
 
 log = logging.getLogger("benchmark")
 
@@ -139,9 +139,8 @@ def train_on_selection(*, data: PoolData, selection: Selection, protocol: Protoc
                             guard=guard)
         trial = LrTrial(lr=lr, validation_accuracy=accuracy(model, data.val_images, data.val_labels))
         if guard is not None:  # the model as evaluated (after precise BN, if any), not the last epoch's check
-            _, _, robust = robust_accuracies(model, to_float(guard.images), guard.labels, method.eps, seed=seed,
-                                             purpose="training/selection")
-            trial = dataclasses.replace(trial, validation_robust_accuracy=robust)
+            trial = dataclasses.replace(trial, validation_robust_accuracy=guard.measure(model, seed,
+                                                                                        "training/selection")[2])
         grid.append(trial)
         score = trial.validation_accuracy if guard is None else trial.validation_robust_accuracy
         if best is None or score > best[1]:
@@ -273,7 +272,7 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         flags=run_flags(clean=measured.clean_accuracy, num_classes=data.num_classes,
                         test_size=len(data.test_labels), top_share=measured.top_prediction_share,
                         steps=training.steps, checks=measured.checks, failures=measured.failures)
-        + _training_flags(training),
+        + overfitting_flags(training.monitor or ()),
         environment=environment(device, peak_memory_mb=memory.phases),
         created=now(), attack_failures=measured.failures)
     # artifacts first, the record last: a record on disk always has its files beside it
@@ -289,11 +288,6 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
     for flag in record.flags:
         log.warning("WARNING: %s is flagged %s: %s", spec.label, flag.code, flag.detail)
     return record
-
-
-def _training_flags(training: Training) -> tuple:
-    flag = catastrophic_overfitting(training.monitor or ())
-    return (flag,) if flag is not None else ()
 
 
 def remove_partial(spec: RunSpec) -> None:

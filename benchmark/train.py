@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.overfitting import robust_accuracies
 from benchmark.progress import progress
+from benchmark.record import EpochCheck
 from benchmark.seeding import derive_seed, torch_generator
 from benchmark.storage import read_checkpoint, write_checkpoint
 from benchmark.training import TrainingMethod, create_training
@@ -139,12 +141,12 @@ class Guard:
     eps: float
     entries: list = dataclasses.field(default_factory=list)
 
-    def check(self, model: nn.Module, epoch: int, seed: int, purpose: str) -> None:
-        from benchmark.overfitting import robust_accuracies
-        from benchmark.record import EpochCheck
+    def measure(self, model: nn.Module, seed: int, purpose: str) -> tuple[float, float, float]:
+        """(clean, FGSM, PGD-10) accuracy of `model` on the held-out images at the guard's eps."""
+        return robust_accuracies(model, to_float(self.images), self.labels, self.eps, seed=seed, purpose=purpose)
 
-        clean, fgsm, pgd = robust_accuracies(model, to_float(self.images), self.labels, self.eps, seed=seed,
-                                             purpose=f"{purpose}/guard/{epoch}")
+    def check(self, model: nn.Module, epoch: int, seed: int, purpose: str) -> None:
+        clean, fgsm, pgd = self.measure(model, seed, f"{purpose}/guard/{epoch}")
         self.entries.append(EpochCheck(epoch=epoch, clean=clean, fgsm=fgsm, pgd=pgd))
 
 
@@ -311,8 +313,6 @@ def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, genera
     if "adversary" in state:  # checkpoints before training methods had none (and standard training draws nothing)
         adversary.set_state(state["adversary"])
     if guard is not None:
-        from benchmark.record import EpochCheck
-
         guard.entries[:] = [EpochCheck.from_json(entry) for entry in state.get("guard", [])]
     log.info("resumed from %s after epoch %d of %d", checkpoint.name, state["epoch"], identity["config"]["epochs"])
     return state["epoch"], float(state.get("seconds", 0.0))  # checkpoints of version 0.2.0 kept no seconds

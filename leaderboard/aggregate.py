@@ -80,8 +80,11 @@ def measure_name(record: Record, attack) -> str:
     PGD-20): one column never mixes settings."""
     spec = next((s for s in record.protocol.attacks or () if s.name == attack.name), None)
     params = attack.params or {}
-    if spec is None and not record.protocol.attacks or spec is not None and all(
-            key in params and _same_value(value, params[key]) for key, value in spec.params.items()):
+    if spec is None:  # records without a stated suite (version 1) name their attacks alone
+        same = not record.protocol.attacks
+    else:
+        same = all(key in params and _same_value(value, params[key]) for key, value in spec.params.items())
+    if same:
         return attack.name
     return f"{attack.name} ({params_text(params)})" if params else attack.name
 

@@ -25,7 +25,7 @@ MORE, LESS, NOT_RESOLVED, UNTESTED = ("more robust than Random at the same clean
 
 
 @dataclass(frozen=True)
-class MethodResidual:
+class MethodOffset:
     label: str
     method: str
     runs: int
@@ -51,7 +51,7 @@ class Fit:
     r_squared: float
     f_statistic: float  # the method term given clean accuracy (NaN when it cannot be tested)
     f_p: float
-    residuals: tuple[MethodResidual, ...]
+    offsets: tuple[MethodOffset, ...]
     points: tuple[tuple[str, float, float], ...]  # (label, clean, robust) per run
 
     @property
@@ -110,20 +110,20 @@ def fit_fraction(runs: pd.DataFrame, fraction: float, *, alpha: float = ALPHA) -
             f_statistic, f_p = float(table.loc[term, "F"]), float(table.loc[term, "PR(>F)"])
     tested = list(offsets)
     adjusted = dict(zip(tested, multipletests([offsets[x][3] for x in tested], method="holm")[1])) if tested else {}
-    residuals = []
+    offsets_found = []
     for label in dict.fromkeys(labels):
         if label == baseline:
             continue
         if label not in offsets:
-            residuals.append(MethodResidual(label, methods[label], int(counts[codes[label]]), math.nan, math.nan,
+            offsets_found.append(MethodOffset(label, methods[label], int(counts[codes[label]]), math.nan, math.nan,
                                             math.nan, math.nan, UNTESTED))
             continue
         mean, low, high, _ = offsets[label]
         p = float(adjusted[label])
         verdict = NOT_RESOLVED if p >= alpha else (MORE if mean > 0 else LESS)
-        residuals.append(MethodResidual(label, methods[label], int(counts[codes[label]]), mean, low, high, p,
+        offsets_found.append(MethodOffset(label, methods[label], int(counts[codes[label]]), mean, low, high, p,
                                         verdict))
     return Fit(fraction=fraction, runs=len(part), intercept=float(line.params[0]), slope=float(line.params[1]),
                r_squared=float(line.rsquared), f_statistic=f_statistic, f_p=f_p,
-               residuals=tuple(sorted(residuals, key=lambda r: -r.mean if math.isfinite(r.mean) else math.inf)),
+               offsets=tuple(sorted(offsets_found, key=lambda r: -r.mean if math.isfinite(r.mean) else math.inf)),
                points=tuple(zip(labels, clean.tolist(), robust.tolist())))

@@ -284,7 +284,7 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
             "curves": robustness_svgs(group, order, colors), "galleries": galleries,
             "beyond": [{"fraction": fraction_text(fit.fraction), "summary": fit.summary(), "svg": svg,
                         "rows": [{"label": r.label, "offset": r.text, "verdict": r.verdict, "runs": r.runs}
-                                 for r in fit.residuals]}
+                                 for r in fit.offsets]}
                        for fit, svg in zip(group.beyond_accuracy, beyond_accuracy_svgs(group, order, colors))],
             "attacks": [a for a in group.attacks if a != WORST], "study": study_view(group),
             "flag_legend": flag_legend,

@@ -27,21 +27,21 @@ def _runs(planted: float, seeds: int = 6, noise: float = 0.004) -> pd.DataFrame:
 
 def test_a_method_planted_above_the_line_is_found_by_exactly_the_amount_planted():
     planted, null = fit_fraction(_runs(planted=0.03), 0.1), fit_fraction(_runs(planted=0.0), 0.1)
-    found = {r.label: r for r in planted.residuals}
-    base = {r.label: r for r in null.residuals}
+    found = {r.label: r for r in planted.offsets}
+    base = {r.label: r for r in null.offsets}
     # adding 3 points to one method's robust accuracies moves its offset by exactly 3 points and no other's
     assert found["robust"].mean - base["robust"].mean == pytest.approx(0.03, abs=1e-9)
     assert all(found[x].mean == pytest.approx(base[x].mean, abs=1e-9) for x in "abcd")
     assert found["robust"].verdict == MORE and found["robust"].low > 0.01
     assert planted.any_differs and planted.f_p < 1e-6
-    assert all(r.verdict == NOT_RESOLVED for r in planted.residuals if r.label != "robust")
+    assert all(r.verdict == NOT_RESOLVED for r in planted.offsets if r.label != "robust")
     assert "random" not in found  # the baseline
 
 
 def test_methods_on_one_line_are_not_resolved_and_bounded():
     fit = fit_fraction(_runs(planted=0.0), 0.1)
-    assert all(r.verdict == NOT_RESOLVED for r in fit.residuals)
-    assert all(r.high - r.low < 0.015 for r in fit.residuals)  # each offset bounded within about ±0.7 points
+    assert all(r.verdict == NOT_RESOLVED for r in fit.offsets)
+    assert all(r.high - r.low < 0.015 for r in fit.offsets)  # each offset bounded within about ±0.7 points
     assert fit.slope == pytest.approx(0.4, abs=0.1) and fit.r_squared > 0.8
 
 
@@ -49,7 +49,7 @@ def test_one_run_is_untested_and_too_few_runs_fit_nothing():
     runs = _runs(planted=0.0)
     single = pd.concat([runs, pd.DataFrame([{"label": "once", "method": "once", "fraction": 0.1, "seed": 0,
                                              "clean": 0.5, "headline": 0.4}])])
-    once = next(r for r in fit_fraction(single, 0.1).residuals if r.label == "once")
+    once = next(r for r in fit_fraction(single, 0.1).offsets if r.label == "once")
     assert once.verdict == UNTESTED and math.isnan(once.low) and "fewer than two runs" in once.text
     assert fit_fraction(runs[runs["method"] != "random"], 0.1) is None  # nothing to compare with
     assert fit_fraction(runs.head(2), 0.1) is None

@@ -68,6 +68,22 @@ def check_attack(eps: float, rel_step: float, steps: int = 1) -> None:
         raise ValueError(f"rel_step must be positive, got {rel_step}")
 
 
+@dataclass(frozen=True)
+class IterativeTrainingAttack(TrainingMethod):
+    """Base of the methods whose training attack takes `steps` projected signed-gradient steps of size
+    `rel_step * eps / steps` in the L-infinity ball (PGD-AT, TRADES); not registered itself."""
+
+    eps: float = 8 / 255
+    steps: int = 10
+    rel_step: float = 2.5  # step = rel_step * eps / steps
+
+    def __post_init__(self):
+        check_attack(self.eps, self.rel_step, self.steps)
+
+    def step_size(self) -> float:
+        return self.rel_step * self.eps / self.steps
+
+
 def input_gradient(forward: Forward, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The gradient of the summed cross-entropy with respect to the images: each image's own (batch norm in
     training mode mixes a batch, as every adversarial-training reference does)."""

@@ -6,26 +6,16 @@ default, as Rice, Wong & Kolter 2020 train; the same step rule as the `pgd` atta
 from dataclasses import dataclass
 
 from benchmark.attacks import linf_clip, uniform_linf_start
-from benchmark.training import TrainingMethod, check_attack, cross_entropy_on, input_gradient, register
+from benchmark.training import IterativeTrainingAttack, cross_entropy_on, input_gradient, register
 
 
 @register
 @dataclass(frozen=True)
-class PGDAdversarialTraining(TrainingMethod):
+class PGDAdversarialTraining(IterativeTrainingAttack):
     name = "pgd-at"
     paper = ("Madry, Makelov, Schmidt, Tsipras & Vladu. Towards Deep Learning Models Resistant to Adversarial "
              "Attacks. ICLR 2018")
     url = "https://arxiv.org/abs/1706.06083"
-
-    eps: float = 8 / 255
-    steps: int = 10
-    rel_step: float = 2.5  # step = rel_step * eps / steps
-
-    def __post_init__(self):
-        check_attack(self.eps, self.rel_step, self.steps)
-
-    def step_size(self) -> float:
-        return self.rel_step * self.eps / self.steps
 
     def losses(self, forward, images, labels, *, generator):
         adversarial = uniform_linf_start(images, self.eps, generator)

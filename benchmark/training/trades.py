@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.attacks import linf_clip
-from benchmark.training import TrainingMethod, check_attack, register
+from benchmark.training import IterativeTrainingAttack, register
 
 
 def kl_per_image(logits_clean: torch.Tensor, logits_adversarial: torch.Tensor) -> torch.Tensor:
@@ -22,24 +22,18 @@ def kl_per_image(logits_clean: torch.Tensor, logits_adversarial: torch.Tensor) -
 
 @register
 @dataclass(frozen=True)
-class TRADES(TrainingMethod):
+class TRADES(IterativeTrainingAttack):
     name = "trades"
     paper = ("Zhang, Yu, Jiao, Xing, El Ghaoui & Jordan. Theoretically Principled Trade-off between Robustness "
              "and Accuracy. ICML 2019")
     url = "https://arxiv.org/abs/1901.08573"
 
-    eps: float = 8 / 255
-    steps: int = 10
-    rel_step: float = 2.5  # step = rel_step * eps / steps
     beta: float = 6.0
 
     def __post_init__(self):
-        check_attack(self.eps, self.rel_step, self.steps)
+        super().__post_init__()
         if not self.beta >= 0:
             raise ValueError(f"beta must be non-negative, got {self.beta}")
-
-    def step_size(self) -> float:
-        return self.rel_step * self.eps / self.steps
 
     def losses(self, forward, images, labels, *, generator):
         forward.eval()
