@@ -53,14 +53,14 @@ def _threshold(model, images, labels):
     return torch.tensor(out)
 
 
-LINF = ["fgsm", "bim", "pgd", "apgd"]
+LINF = ["fgsm", "bim", "pgd", "apgd", "apgd-t"]
 
 
 @pytest.mark.parametrize("name", LINF)
 def test_linf_attacks_fool_exactly_the_images_the_closed_form_says(name):
     model, images, labels = _linear_case()
     threshold = _threshold(model, images, labels)
-    attack = create_attack(name, {"steps": 30} if name in ("pgd", "apgd") else {})
+    attack = create_attack(name, {"steps": 30} if name in ("pgd", "apgd", "apgd-t") else {})
     for i in range(len(images)):
         x, y = images[i:i + 1], labels[i:i + 1]
         for factor, fooled in ((0.9, False), (1.1, True)):
@@ -114,6 +114,44 @@ def test_bim_takes_the_papers_number_of_steps():
     assert create_attack("bim", {"steps": 7}).steps_for(16 * EPS_SCALE) == 7
 
 
+def test_targeted_dlr_is_the_papers_formula():
+    from benchmark.attacks import targeted_dlr_loss
+
+    logits = torch.tensor([[5.0, 3.0, 1.0, 0.0, -1.0], [0.0, 4.0, 2.0, 1.0, 3.0]])
+    labels, targets = torch.tensor([0, 1]), torch.tensor([2, 4])
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), z sorted decreasingly
+    expected = torch.tensor([-(5 - 1) / (5 - (1 + 0) / 2), -(4 - 3) / (4 - (2 + 1) / 2)])
+    torch.testing.assert_close(targeted_dlr_loss(logits, labels, targets), expected)
+    shifted = targeted_dlr_loss(3 * logits + 7, labels, targets)  # invariant to shifting and scaling, as DLR
+    torch.testing.assert_close(shifted, expected)
+
+
+def test_apgd_t_aims_at_the_ranked_classes_in_order(monkeypatch):
+    """Target k is the class the clean logits rank (k + 1)-th, each later target only on the survivors."""
+    import benchmark.attacks.apgd_t as apgd_t
+
+    model = tiny_model(5, seed=3)
+    images, labels = _right(model, 12)
+    calls = []
+
+    def spy(model, images, labels, eps, **kwargs):
+        calls.append((len(images), kwargs["targets"].clone()))
+        robust = torch.arange(len(images)) % 2 == 0  # fools every other image of each round
+        return attacks.Outcome(images.clone(), robust, robust.clone())
+
+    monkeypatch.setattr(apgd_t, "apgd", spy)
+    outcome = create_attack("apgd-t", {"targets": 3}).perturb(model, images, labels, 8 / 255,
+                                                              generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ranked = model(images).argsort(dim=1, descending=True)
+    assert [n for n, _ in calls] == [12, 6, 3]
+    survivors = torch.arange(12)
+    for rank, (_, targets) in enumerate(calls, start=1):
+        assert torch.equal(targets, ranked[survivors, rank])
+        survivors = survivors[::2]
+    assert int(outcome.robust.sum()) == 2
+
+
 def test_apgd_checkpoints_follow_the_paper():
     from benchmark.attacks.apgd import checkpoints
 
@@ -121,7 +159,7 @@ def test_apgd_checkpoints_follow_the_paper():
     assert sorted(checkpoints(20)) == [5, 9, 12, 14, 16, 18, 19, 20]
 
 
-@pytest.mark.parametrize("name", ["bim", "pgd", "pgd-l2", "apgd"])
+@pytest.mark.parametrize("name", ["bim", "pgd", "pgd-l2", "apgd", "apgd-t"])
 def test_early_stop_changes_nothing_but_the_work(name):
     model = tiny_model(5, seed=3)
     images, labels = _right(model, 48)
@@ -149,14 +187,14 @@ def test_a_gpu_attack_batch_is_the_largest_bucket_that_fits():
     assert (bucket_floor(281), bucket_floor(496), bucket_floor(1024)) == (256, 384, 1024)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd", "apgd-t"])
 def test_padding_the_batch_changes_no_outcome(monkeypatch, name):
     """The padding a GPU gets (copies of an image fill the batch up to its bucket), forced on the CPU: every
     image's outcome and adversarial image are what they are without it."""
     model = tiny_model(5, seed=3).double()
     images, labels = _right(model, 37)
     images = images.double()
-    attack = create_attack(name, {"steps": 8} if name in ("pgd", "pgd-l2", "apgd") else {})
+    attack = create_attack(name, {"steps": 8} if name in ("pgd", "pgd-l2", "apgd", "apgd-t") else {})
     eps = 0.2 if name == "pgd-l2" else 8 / 255
     plain = attack.perturb(model, images, labels, eps, generator=torch.Generator().manual_seed(1))
     calls = []
@@ -175,12 +213,13 @@ def _right(model, n, seed=1, size=(3, 4, 4)):
     return images, labels
 
 
-@pytest.mark.parametrize("name, eps", [("fgsm", 8), ("bim", 4), ("pgd", 4), ("pgd-l2", None), ("apgd", 4)])
+@pytest.mark.parametrize("name, eps", [("fgsm", 8), ("bim", 4), ("pgd", 4), ("pgd-l2", None), ("apgd", 4),
+                                       ("apgd-t", 4)])
 def test_in_house_and_reference_agree(name, eps):
     model = tiny_model(5, seed=3)
     images, labels = _right(model, 40)
     uint8 = (images * 255).round().to(torch.uint8)
-    attack = create_attack(name, {"steps": 10} if name in ("pgd", "pgd-l2", "apgd") else {})
+    attack = create_attack(name, {"steps": 10} if name in ("pgd", "pgd-l2", "apgd", "apgd-t") else {})
     eps = 0.4 if eps is None else eps * EPS_SCALE
     result = cross_check(model, attack, uint8, labels, np.arange(40), eps, seed=0)
     assert result.images == 40 and 0 < result.accuracy < 1
@@ -190,7 +229,7 @@ def test_in_house_and_reference_agree(name, eps):
         assert abs(result.accuracy - result.reference_accuracy) * 40 <= attack.tolerance_images
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "pgd-l2", "apgd", "apgd-t"])
 def test_a_broken_reference_fails_the_run(monkeypatch, name):
     model = tiny_model(5, seed=3)
     images, labels = _right(model, 40)
@@ -234,7 +273,7 @@ def test_every_registered_attack_cites_its_paper_and_reference():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("nope", {}, "unknown attack 'nope'; known attacks: apgd, autoattack"),
+    ("nope", {}, "unknown attack 'nope'; known attacks: apgd, apgd-t, autoattack"),
     ("pgd", {"steps": "0"}, "steps and restarts must be at least 1"),
     ("pgd", {"rel_step": "nan"}, "must be a finite number"),
     ("bim", {"step": "-1"}, "step must be positive"),
@@ -313,6 +352,7 @@ def test_a_masking_attack_is_flagged_not_fixed(monkeypatch):
 
 # parameters that keep each attack cheap on a few images; an attack not named here runs with its defaults
 CHEAP = {"pgd": {"steps": 3}, "pgd-l2": {"steps": 3}, "bim": {"steps": 3}, "apgd": {"steps": 5},
+         "apgd-t": {"steps": 3, "targets": 2},
          "autoattack": {"steps": 3, "queries": 20}}
 
 

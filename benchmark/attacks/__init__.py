@@ -174,23 +174,26 @@ def logits_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images).float()
 
 
-def losses_and_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                        loss: str = "ce") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def losses_and_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss: str = "ce",
+                        targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, per-sample losses, gradient of their sum w.r.t. the images): each image's gradient is that
-    of its own loss, whatever else is in the batch."""
+    of its own loss, whatever else is in the batch. `targets`: each image's target class (targeted losses)."""
     images = images.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = logits_of(model, images)
-        losses = per_sample_loss(logits, labels, loss)
+        losses = per_sample_loss(logits, labels, loss, targets)
         (gradient,) = torch.autograd.grad(losses.sum(), images)
     return logits.detach(), losses.detach(), gradient
 
 
-def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str,
+                    targets: torch.Tensor | None = None) -> torch.Tensor:
     if loss == "ce":
         return F.cross_entropy(logits, labels, reduction="none")
     if loss == "dlr":
         return dlr_loss(logits, labels)
+    if loss == "dlr-targeted":
+        return targeted_dlr_loss(logits, labels, targets)
     raise ValueError(f"unknown loss {loss!r}")
 
 
@@ -202,6 +205,15 @@ def dlr_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     top_is_true = logits.argmax(1) == labels
     best_other = torch.where(top_is_true, ordered[:, 1], ordered[:, 0])
     return -(true - best_other) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+def targeted_dlr_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR (Croce & Hein 2020, eq. 4): -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), z sorted
+    decreasingly, t the target class; maximising it pushes z_t above z_y. Needs four or more classes."""
+    ordered, _ = logits.sort(dim=1, descending=True)
+    true = logits.gather(1, labels[:, None])[:, 0]
+    target = logits.gather(1, targets[:, None])[:, 0]
+    return -(true - target) / (ordered[:, 0] - (ordered[:, 2] + ordered[:, 3]) / 2 + 1e-12)
 
 
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

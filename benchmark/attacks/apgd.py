@@ -63,13 +63,15 @@ def _l2_project(moved: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.T
     return (clean + delta / (norms + 1e-12) * torch.clamp(norms, max=eps)).clamp(0, 1)
 
 
-def apgd(model, images, labels, eps: float, *, steps: int, loss: str, norm: str, seed: int,
-         early_stop: bool = True, seeds: torch.Tensor | None = None) -> Outcome:
+def apgd(model, images, labels, eps: float, *, steps: int, loss: str, norm: str, seed: int | None = None,
+         generator: torch.Generator | None = None, early_stop: bool = True, seeds: torch.Tensor | None = None,
+         targets: torch.Tensor | None = None) -> Outcome:
     """One APGD run (one loss, one restart) on images that are all classified correctly when clean. The
-    random start is drawn on the CPU from `seed` (as the reference draws it, whatever the device), or image by
-    image from `seeds`."""
+    random start is drawn on the CPU from `seed` (as the reference draws it, whatever the device) or from the
+    CPU `generator` as it stands, or image by image from `seeds`. `targets`: each image's target class, for
+    the targeted loss."""
     device = images.device
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed) if generator is None else generator
     cpu = torch.device("cpu")
     if norm == "Linf":
         noise = (2 * random_draw(tuple(images.shape), lambda t, g: t.uniform_(generator=g), generator=generator,
@@ -82,7 +84,7 @@ def apgd(model, images, labels, eps: float, *, steps: int, loss: str, norm: str,
         scale = noise.flatten(1).norm(dim=1)
         project = _l2_project
     x = (images + eps * (noise / (scale[:, None, None, None] + 1e-12))).clamp(0, 1)
-    logits, value, gradient = losses_and_gradient(model, x, labels, loss)
+    logits, value, gradient = losses_and_gradient(model, x, labels, loss, targets)
 
     def direction(g):
         return g.sign() if norm == "Linf" else g / (g.flatten(1).norm(dim=1)[:, None, None, None] + 1e-12)
@@ -95,6 +97,8 @@ def apgd(model, images, labels, eps: float, *, steps: int, loss: str, norm: str,
              "eta": torch.full((len(images),), 2 * eps, device=device), "increases": torch.zeros_like(value),
              "reduced": torch.zeros(len(images), dtype=torch.bool, device=device), "checked_best": value.clone(),
              "clean": images, "labels": labels}
+    if targets is not None:
+        state["targets"] = targets
 
     def keep(mask):
         nonlocal positions, state
@@ -110,7 +114,7 @@ def apgd(model, images, labels, eps: float, *, steps: int, loss: str, norm: str,
         z = project(x + eta * direction(state["gradient"]), state["clean"], eps)
         a = 1.0 if k == 1 else MOMENTUM
         moved = project(x + (z - x) * a + (x - state["previous_x"]) * (1 - a), state["clean"], eps)
-        logits, value, gradient = losses_and_gradient(model, moved, state["labels"], loss)
+        logits, value, gradient = losses_and_gradient(model, moved, state["labels"], loss, state.get("targets"))
         right = correct(logits, state["labels"])
         fresh = ~right & robust[positions]  # fooled for the first time: this iterate is the example
         adversarial[positions[fresh]] = moved[fresh]
