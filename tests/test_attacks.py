@@ -472,12 +472,13 @@ def test_the_gallery_shows_right_images_of_different_classes_at_the_headline_eps
 
 
 def test_an_image_outcome_does_not_depend_on_its_batch():
-    """Random starts are drawn per image (its own seed), so PGD's, PGD-L2's and APGD's outcome for an image is the
-    same in batches of 5 and of 40."""
+    """Random starts are drawn per image (its own seed), so PGD's, PGD-L2's, APGD's and APGD-T's outcome for an
+    image is the same in batches of 5 and of 40."""
     model = tiny_model(5, seed=3)
     uint8, labels = _right_uint8(model, 40)
     suite = [AttackSpec("pgd", {"steps": 3, "restarts": 2}, (0.05, 0.2)), AttackSpec("apgd", {"steps": 4},
                                                                                         (0.05, 0.2)),
+             AttackSpec("apgd-t", {"steps": 4, "targets": 2}, (0.05, 0.2)),
              AttackSpec("pgd-l2", {"steps": 3}, (0.5, 1.0))]
     small, large = (evaluate(model, uint8, labels, suite, seed=0, batch_size=size, cross_check_images=0, gallery=0)
                     for size in (5, 40))
@@ -494,7 +495,8 @@ def test_a_cascade_finds_the_worst_case_of_the_whole_suite_image_by_image_for_le
     uint8, labels = _right_uint8(model, 40)
     suite = [AttackSpec("fgsm", {}, (0.05, 0.2)), AttackSpec("bim", {"steps": 3}, (0.05, 0.2)),
              AttackSpec("pgd", {"steps": 3, "restarts": 2}, (0.05, 0.2)), AttackSpec("apgd", {"steps": 4},
-                                                                                        (0.05, 0.2))]
+                                                                                        (0.05, 0.2)),
+             AttackSpec("apgd-t", {"steps": 4, "targets": 2}, (0.05, 0.2))]
     attacked = []
 
     def counting(model, images, *args, **kwargs):
@@ -509,5 +511,5 @@ def test_a_cascade_finds_the_worst_case_of_the_whole_suite_image_by_image_for_le
                        cascade=True)
     assert [(w.eps, w.robust) for w in cascade.worst_case] == [(w.eps, w.robust) for w in whole.worst_case]
     assert 0 < cascade.worst_case[0].accuracy < cascade.clean_accuracy
-    assert [a.cascaded for a in cascade.attacks] == [None, None] + [True] * 6
+    assert [a.cascaded for a in cascade.attacks] == [None, None] + [True] * 8
     assert sum(attacked) < work_whole
