@@ -1,10 +1,10 @@
 """The published CPU-scale leaderboard: a class-balanced CIFAR-10 subset (200 training and 100 test images per
 class), the narrowest MobileNetV2, 10 epochs at batch 32 but at least 150 steps (a 180-image coreset would
-otherwise train 60 steps and stay near chance), with precise batch-norm statistics; ten seeds. The attacks are
-AutoAttack's first two at 20 steps, after FGSM, as a cascade (each on the images every earlier one left robust,
-eps by eps): FGSM, APGD-CE, then targeted APGD on the 3 classes the clean logits rank next, at 2, 4, 8 and 16/255
-on the whole (1,000-image) test set. Ranked at 2/255: at 8/255 these weak models keep almost nothing, and a
-ranking of zeros says nothing. docs/cpu-protocol.md has the measurements behind each choice."""
+otherwise train 60 steps; several such models sat at chance), with precise batch-norm statistics; ten seeds.
+The attacks are AutoAttack's first two at 20 steps, after FGSM, as a cascade (each on the images every earlier
+one left robust, eps by eps): FGSM, APGD-CE, then targeted APGD on the 3 classes the clean logits rank next, at
+2, 4, 8 and 16/255 on the whole (1,000-image) test set. Ranked at 2/255: at 8/255 these weak models keep almost
+nothing, and a ranking of zeros says nothing. docs/cpu-protocol.md has the measurements behind each choice."""
 
 from benchmark.protocol import Protocol, register_preset
 from benchmark.record import AttackSpec
