@@ -55,6 +55,11 @@ class Protocol:
     # the worst case is the same, image by image, at a fraction of the work; per-attack accuracies are then not
     # measured (records mark those entries `cascaded`)
     cascade: bool = False
+    # the L-infinity eps the cross-checks run at (empty: every eps); an attack's code is the same at every eps
+    cross_check_eps: tuple[float, ...] = ()
+    # clean accuracy on the whole test split as well, when `test_per_class` attacks a subset of it (power for
+    # clean comparisons costs one forward pass per test image)
+    full_test_clean: bool = False
     # how the final model learns (`benchmark.training`): standard, or an adversarial training method
     training: TrainingSpec = TrainingSpec("standard")
     # train the selection proxy with `training` too (its own, fewer, epochs), so that selectors reading the proxy
@@ -110,8 +115,9 @@ class Protocol:
             shared.update(training=TrainingSpec(self.training.name, self.training_method().params()))
         else:  # absent for standard training, so the records made before the option keep their keys (file names)
             shared.update(training=None, adversarial_proxy=None, monitor_images=None)
-        settings = ProtocolSettings(dataset=dataset, **shared)
-        return settings if self.cascade else dataclasses.replace(settings, cascade=None)
+        # settings off or empty are absent, so the records made before them keep their keys (file names)
+        shared.update({name: shared[name] or None for name in ("cascade", "cross_check_eps", "full_test_clean")})
+        return ProtocolSettings(dataset=dataset, **shared)
 
     def key(self, method: str, params: dict) -> str:
         text = json.dumps({"settings": self.settings("").comparable(), "method": method, "params": params},
@@ -201,6 +207,9 @@ def _subsets(protocol: Protocol) -> None:
     for field in ("train_per_class", "test_per_class", "cross_check_images"):
         if getattr(protocol, field) < 0:
             raise ProtocolError(field, f"{getattr(protocol, field)} is negative: 0 or a positive count")
+    if protocol.full_test_clean and not protocol.test_per_class:
+        raise ProtocolError("full_test_clean", "the test set is already the whole test split: it needs "
+                            "test_per_class (a subset to attack)")
 
 
 def _attacks(protocol: Protocol) -> None:
@@ -219,6 +228,10 @@ def _attacks(protocol: Protocol) -> None:
         create_attack(spec.name, spec.params)  # unknown attacks and bad parameters fail here, before any data
         if any(not 0 <= e for e in spec.eps) or not _finite(spec.eps):
             raise ProtocolError("attacks", f"{spec.name}: eps must be finite and non-negative")
+    outside = [e for e in protocol.cross_check_eps if not any(math.isclose(e, g, rel_tol=1e-9) for g in eps)]
+    if outside:
+        raise ProtocolError("cross_check_eps", f"{', '.join(eps_text(e) for e in outside)} is not on the eps grid "
+                            f"{', '.join(eps_text(e) for e in eps)}")
 
 
 PRESETS = Registry("preset", "benchmark.presets", "coreset_bench.presets", required=("name",), instances=True)

@@ -40,6 +40,9 @@ class PoolData:
     test_labels: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
+    # the whole test split, of which the test set is a subset, for clean accuracy only (`full_test_clean`)
+    full_test_images: torch.Tensor | None = None
+    full_test_labels: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:

@@ -51,8 +51,8 @@ def _data(protocol: Protocol, cache_dir: Path, data_root: Path | None, threads: 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # Ray forwards these lines to the driver
     torch.set_num_threads(threads)
     device = resolve_device("auto")  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
-    key = (protocol.dataset, protocol.train_per_class, protocol.test_per_class, str(device), str(data_root),
-           str(cache_dir))
+    key = (protocol.dataset, protocol.train_per_class, protocol.test_per_class, protocol.full_test_clean, str(device),
+           str(data_root), str(cache_dir))
     if key not in _loaded:
         _loaded.clear()
         _loaded[key] = load_protocol_data(protocol, device=device, data_root=data_root, cache_dir=cache_dir)

@@ -3,10 +3,10 @@ leaderboard, `export` and `attack` read it back (`Record.from_json`). This is th
 record's key names: everything else reads typed attributes. Torch-free (numpy and jsonschema only), so the pages
 render without torch.
 
-- Versions: `coreset-bench/run/4` is written (version 3 and the training method: adversarial training, its
-  per-epoch guard); versions 3 (provenance, failed attacks, closed objects), 2 and 1 (FGSM only, no masks, no
-  weights) are still read, into the same classes, their
-  missing parts `None` or empty. The published JSON Schemas are
+- Versions: `coreset-bench/run/5` is written (version 4 and each test image's L-infinity radius, cross-checks at
+  chosen eps, clean accuracy on the whole test split); versions 4 (the training method: adversarial training, its
+  per-epoch guard), 3 (provenance, failed attacks, closed objects), 2 and 1 (FGSM only, no masks, no weights) are
+  still read, into the same classes, their missing parts `None` or empty. The published JSON Schemas are
   `benchmark/schemas/run-N.schema.json`; `to_json` output is checked against them before it is written.
 - Parts are frozen dataclasses whose fields are the JSON keys, in the order they are written; a field that is
   `None` is absent from the JSON (older records lack some), so a record read and written again is the same JSON.
@@ -14,7 +14,8 @@ render without torch.
 - Units: accuracies are fractions of the test set; eps is in [0, 1] pixel units everywhere in a record (8/255 is
   0.0313...), printed and parsed as `k/255` for L-infinity by `eps_text` and `parse_eps`; seconds are seconds.
 - Per-image results are bit masks (`pack_mask`/`unpack_mask`): one bit per test image, first image in the
-  highest bit of the first byte, base64.
+  highest bit of the first byte, base64. Radii (`pack_radii`/`unpack_radii`) are one little-endian uint16 per
+  test image, base64.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ import numpy as np
 SCHEMA_V1 = "coreset-bench/run/1"
 SCHEMA_V2 = "coreset-bench/run/2"
 SCHEMA_V3 = "coreset-bench/run/3"
-SCHEMA = "coreset-bench/run/4"
-SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA)
+SCHEMA_V4 = "coreset-bench/run/4"
+SCHEMA = "coreset-bench/run/5"
+SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA)
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 _SCHEMA_PATTERN = re.compile(r"^coreset-bench/run/(\d+)$")
 FGSM_V1_TOLERANCE = 0.001  # version 1: |torchattacks - in-house| FGSM accuracy, 0.1 percentage points
@@ -105,6 +107,42 @@ def unpack_mask(text: str, size: int) -> np.ndarray:
     if bits[size:].any():
         raise ValueError(f"does not hold one bit per test image ({size})")
     return bits[:size].astype(bool)
+
+
+# A radius is stored in units of 1/65535 (255 * 257, so every k/255 is a whole number of units), rounded up:
+# 0 is an image wrong when clean, RADIUS_NONE one the suite never fooled.
+RADIUS_UNITS = 65535
+RADIUS_NONE = 65535
+
+
+def pack_radii(radii) -> str:
+    """Each test image's radius in [0, 1] pixel units (inf: never fooled) as base64 of uint16 units."""
+    return base64.b64encode(radius_units(radii).astype("<u2").tobytes()).decode("ascii")
+
+
+def unpack_radii(text: str, size: int) -> np.ndarray:
+    """The radii (float64 pixel units, inf where none was found) that `pack_radii` wrote for `size` images."""
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ValueError("is not base64 text") from None
+    if len(data) != 2 * size:
+        raise ValueError(f"does not hold one radius per test image ({size})")
+    units = np.frombuffer(data, dtype="<u2").astype(np.float64)
+    return np.where(units == RADIUS_NONE, np.inf, units / RADIUS_UNITS)
+
+
+def radius_units(radii) -> np.ndarray:
+    """Radii in stored units, rounded up as `pack_radii` stores them (inf: RADIUS_NONE)."""
+    radii = np.asarray(radii, dtype=np.float64)
+    return np.where(np.isinf(radii), RADIUS_NONE,
+                    np.minimum(np.ceil(np.round(radii * RADIUS_UNITS, 6)), RADIUS_NONE - 1)).astype(np.int64)
+
+
+def robust_beyond(radii: np.ndarray, eps: float) -> np.ndarray:
+    """The images whose radius is larger than `eps`, compared in the stored units (an image fooled at eps is
+    stored as eps rounded up, so it is never counted beyond it)."""
+    return radius_units(radii) > radius_units([eps])[0]
 
 
 # --- the generic part: fields are keys ---------------------------------------------------------------------
@@ -218,6 +256,9 @@ class ProtocolSettings(Part):
     headline_eps: float | None = None
     method_defaults: dict | None = None
     cascade: bool | None = None  # attacks after the first run on the survivors (absent: every attack on all)
+    # version 5
+    cross_check_eps: tuple[float, ...] | None = None  # the eps cross-checks run at (absent: every eps)
+    full_test_clean: bool | None = None  # clean accuracy on the whole test split too (absent: the test set only)
     # version 4; absent for standard training, so the keys (file names) of standard runs stay as they were
     training: TrainingSpec | None = None
     adversarial_proxy: bool | None = None  # the selection proxy trained with `training` too
@@ -295,6 +336,20 @@ class EvaluationSeconds(Part):
 
 
 @dataclass(frozen=True)
+class FullTest(Part):
+    """Clean accuracy on the whole test split, of which the attacked test set is a seeded subset (version 5)."""
+
+    size: int
+    correct_images: int
+    sha256: str
+    seconds: float | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct_images / self.size
+
+
+@dataclass(frozen=True)
 class Evaluation(Part):
     test_size: int
     clean_correct: str  # mask: the test images classified correctly
@@ -302,9 +357,16 @@ class Evaluation(Part):
     cross_check_images: int
     seconds: EvaluationSeconds | None = None
     test_sha256: str = ""
+    # version 5: per test image, the smallest L-infinity eps at which an attack of the suite fooled the model
+    # (`pack_radii`; 0 when wrong clean): the worst case at eps is exactly the images whose radius is above eps
+    radii: str | None = None
+    full_test: FullTest | None = None
 
     def clean_mask(self) -> np.ndarray:
         return unpack_mask(self.clean_correct, self.test_size)
+
+    def radii_array(self) -> np.ndarray | None:
+        return None if self.radii is None else unpack_radii(self.radii, self.test_size)
 
 
 @dataclass(frozen=True)
@@ -501,6 +563,23 @@ class Record(Part):
     def clean_mask(self) -> np.ndarray:
         return self.evaluation.clean_mask()
 
+    @property
+    def board_clean_accuracy(self) -> float:
+        """The clean accuracy the board compares: on the whole test split where the run measured it (version 5),
+        else on its test set."""
+        full = self._full_test
+        return full.accuracy if full is not None else self.clean_accuracy
+
+    @property
+    def board_clean_test_size(self) -> int | None:
+        """The images `board_clean_accuracy` is over."""
+        full = self._full_test
+        return full.size if full is not None else self.test_size
+
+    @property
+    def _full_test(self) -> FullTest | None:
+        return self.evaluation.full_test if self.evaluation else None
+
     def robust_mask(self, entry: AttackResult | WorstCase) -> np.ndarray:
         return unpack_mask(entry.robust, self.evaluation.test_size)
 
@@ -671,6 +750,19 @@ def _consistency_v2(record: Record) -> list[tuple[str, str]]:
         return bits
 
     clean = mask("evaluation.clean_correct", record.evaluation.clean_correct, record.clean_accuracy)
+    radii = None
+    if record.evaluation.radii is not None:
+        try:
+            radii = record.evaluation.radii_array()
+        except ValueError as error:
+            problems.append(("evaluation.radii", str(error)))
+    if radii is not None and clean is not None and (radii[~clean] != 0).any():
+        problems.append(("evaluation.radii", f"{int((radii[~clean] != 0).sum())} image(s) wrong when clean have a "
+                         f"radius above 0"))
+    full = record.evaluation.full_test
+    if full is not None and not 0 <= full.correct_images <= full.size:
+        problems.append(("evaluation.full_test.correct_images", f"{full.correct_images} is not between 0 and "
+                         f"{full.size}"))
     seen, masks = {}, {}
     for i, attack in enumerate(record.attacks):
         if attack.identity in seen:
@@ -713,9 +805,16 @@ def _consistency_v2(record: Record) -> list[tuple[str, str]]:
             expected = clean.copy()
             for _, member in members:
                 expected &= member
+            beyond = robust_beyond(radii, worst.eps) if radii is not None and worst.threat == "Linf" else None
+            if beyond is not None:  # an image fooled at a smaller eps is fooled at this one
+                expected &= beyond
             if not np.array_equal(bits, expected):
                 problems.append((f"worst_case[{i}].robust", f"differs from the images robust to every attack at "
                                  f"that eps in {int((bits != expected).sum())} image(s)"))
+            elif beyond is not None and not np.array_equal(bits, beyond):
+                problems.append(("evaluation.radii", f"{int((bits != beyond).sum())} image(s) fooled at eps "
+                                 f"{worst.eps:.4g} have a radius above it (a fooled image's radius is at most the "
+                                 f"eps that fooled it)"))
     for key in sorted(set(accuracies) - covered):
         problems.append(("worst_case", f"has no entry for {key[0]} eps {key[1]:.4g}, where attacks ran"))
     failed = {failure.name for failure in record.attack_failures or ()}

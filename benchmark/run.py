@@ -64,7 +64,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 def load_protocol_data(protocol: Protocol, *, device: torch.device, data_root: Path | None,
                        cache_dir: Path, download: bool = True) -> tuple[PoolData, np.ndarray]:
     dataset = load_dataset(protocol.dataset, data_root=data_root, cache_dir=cache_dir, download=download)
-    return prepare_data(dataset.limited(protocol.train_per_class, protocol.test_per_class), device)
+    data, pool = prepare_data(dataset.limited(protocol.train_per_class, protocol.test_per_class), device)
+    if protocol.full_test_clean:
+        data = dataclasses.replace(data, full_test_images=dataset.test_images.to(device),
+                                   full_test_labels=dataset.test_labels.to(device))
+    return data, pool
 
 
 def prepare_data(dataset: ImageDataset, device: torch.device) -> tuple[PoolData, np.ndarray]:
@@ -248,6 +252,7 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
         measured = evaluate(model, data.test_images, data.test_labels, protocol.suite(), seed=spec.seed,
                             batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images,
                             headline_eps=protocol.headline_eps, cascade=protocol.cascade,
+                            cross_check_eps=protocol.cross_check_eps or None, full_test=full_test(data),
                             test_sha256=test_sha256(data.test_images, data.test_labels))
 
     arrays = {"pool_indices": selection.indices, "train_indices": pool_indices[selection.indices]}
@@ -288,6 +293,12 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
     for flag in record.flags:
         log.warning("WARNING: %s is flagged %s: %s", spec.label, flag.code, flag.detail)
     return record
+
+
+def full_test(data: PoolData) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+    if data.full_test_images is None:
+        return None
+    return data.full_test_images, data.full_test_labels, test_sha256(data.full_test_images, data.full_test_labels)
 
 
 def remove_partial(spec: RunSpec) -> None:

@@ -125,7 +125,8 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
             "params_text": params_text(record.method_params), "paper": record.paper,
             "url": record.paper_url or "", "fraction": float(record.fraction), "seed": int(record.seed),
             "budget": record.budget, "pool_size": record.pool_size, "test_size": record.test_size,
-            "clean": float(record.clean_accuracy), "measures": found, "headline_eps": headline,
+            "clean_test_size": record.board_clean_test_size, "clean": float(record.board_clean_accuracy),
+            "measures": found, "headline_eps": headline,
             "headline": found.get((WORST, "Linf", headline), math.nan),
             "worst_mean": float(np.mean(worst_linf)) if worst_linf else math.nan,
             "select_seconds": float(record.selection.seconds),
@@ -354,7 +355,8 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
         facts = {
             "dataset": protocol.dataset, "model": protocol.model, "preset": protocol.preset,
             "pool_size": _distinct(runs["pool_size"]), "test_size": _distinct(runs["test_size"]),
-            "epochs": protocol.epochs, "proxy_epochs": protocol.proxy_epochs,
+            "clean_test_size": _distinct(runs["clean_test_size"]), "epochs": protocol.epochs,
+            "proxy_epochs": protocol.proxy_epochs,
             "batch_size": protocol.batch_size, "lrs": list(protocol.lrs),
             "eps_255": [round(e * 255, 4) for e in protocol.eps],
             "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol.eps),
@@ -381,3 +383,4 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
             group.title = f"{group.title} (settings {digest})"
         group.id = f"g{index}"
     return groups
+

@@ -169,6 +169,9 @@ def caveats(group: Group) -> list[str]:
     seeds = len(facts["seeds"])
     test_set = (f"a test set of {', '.join(map(str, facts['test_size']))} images" if facts["test_size"] else
                 "a test set whose size the records do not state (version 1)")
+    if facts["clean_test_size"] and facts["clean_test_size"] != facts["test_size"]:
+        test_set += (f" attacked (a seeded class-balanced subset), clean accuracy on all "
+                     f"{', '.join(map(str, facts['clean_test_size']))} test images")
     lines = [f"Scale: {', '.join(map(str, facts['pool_size']))} pool images, {test_set}, {facts['epochs']} epochs of "
              f"{facts['model']}."]
     if _finite(facts["full_clean"]):

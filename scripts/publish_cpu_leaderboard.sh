@@ -5,20 +5,30 @@
 # Each run is a Ray task with one CPU (one torch thread): on a 2-core machine two runs go at once, 1.4x the
 # throughput of one run with two threads. CPU numbers depend on the thread count; records say it (1 here),
 # and `benchmark run ... --threads 1` reproduces one.
+#
+# Resumable, also across machines or sessions: run it again and it finishes the same records. The whole sweep
+# takes several hours on 2 cores (docs/cpu-protocol.md), so it runs from one frozen harness commit (a
+# `git worktree` of it: every record names that commit) and its finished records are committed as they come
+# into republish/cifar10-cpu/ (records and small artifacts, no weights). With STAGE=<that folder> the staged
+# records are copied in first and not redone.
 set -euo pipefail
 data=${1:?usage: $0 CIFAR10_IMAGEFOLDER}
-# resumable: run it again after an interruption and it finishes the same records. The study's seven methods and
-# the full pool first, at the preset's ten seeds (what the study's comparison needs for power); then every other
-# method at three seeds (the page states each comparison's smallest detectable difference, which is larger there)
+out=results/cifar10-cpu
+mkdir -p "$out"
+if [ -n "${STAGE:-}" ]; then
+  cp -n "$STAGE"/*.json "$STAGE"/*.npz "$out"/ 2>/dev/null || true
+fi
+# The study's seven methods and the full pool first, at the preset's ten seeds (what the study's comparison needs
+# for power); then every other method at three seeds (the page states each comparison's smallest detectable
+# difference, which is larger there)
 study=random,cal,contextual_diversity,glister,grand,graphcut,moderate_ds,full
 python -m benchmark sweep --methods "$study" --preset cifar10-cpu --dataset "imagefolder:$data" \
-  --out results/cifar10-cpu --executor ray --cpus-per-run 1
+  --out "$out" --executor ray --cpus-per-run 1
 python -m benchmark sweep --methods all --seeds 0,1,2 --preset cifar10-cpu --dataset "imagefolder:$data" \
-  --out results/cifar10-cpu --executor ray --cpus-per-run 1
+  --out "$out" --executor ray --cpus-per-run 1
 rm -rf submissions/cifar10-cpu
 mkdir -p submissions/cifar10-cpu
 # the records and the small artifacts they name (selected indices, the gallery); not the model weights
-cp results/cifar10-cpu/*.json results/cifar10-cpu/*.selection.npz results/cifar10-cpu/*.gallery.npz \
-  submissions/cifar10-cpu/
+cp "$out"/*.json "$out"/*.selection.npz "$out"/*.gallery.npz submissions/cifar10-cpu/
 python -m benchmark validate submissions
 python -m benchmark leaderboard --records submissions --out docs/leaderboard

@@ -1,7 +1,7 @@
 """Records shaped as the harness writes them, for the schema, leaderboard and export tests: version 1 (FGSM
 only, `make_record`), version 2 (`make_record_v2`, the suite with per-image masks consistent with its
-accuracies) and version 3 (`make_record_v3`: and provenance, failed attacks), and a writer that names files after
-their run."""
+accuracies), version 3 (`make_record_v3`: and provenance, failed attacks), 4 (training methods) and 5 (radii,
+clean accuracy on the whole test split), and a writer that names files after their run."""
 
 import base64
 import copy
@@ -142,6 +142,28 @@ def make_record_v4(method="random", *, training: dict | None = None, monitor: li
                                                   "held-out validation images"})
         for trial in record["training"]["lr_grid"]:
             trial["validation_robust_accuracy"] = 0.3
+    return record
+
+
+V5 = "coreset-bench/run/5"
+
+
+def make_record_v5(method="random", *, full_test: tuple[int, int] | None = (10000, 4321), **given) -> dict:
+    """A valid version-5 record: version 4's, with each test image's radius (the smallest eps of the grid at which
+    its worst-case mask is clear; 0 when wrong clean, never fooled: none) and `full_test` (size, correct)."""
+    record = make_record_v4(method, **given)
+    record["schema"] = V5
+    size = record["evaluation"]["test_size"]
+    radii = np.full(size, 65535, dtype="<u2")
+    for worst in sorted(record["worst_case"], key=lambda w: -w["eps"]):  # the smallest eps written last
+        robust = np.unpackbits(np.frombuffer(base64.b64decode(worst["robust"]), dtype=np.uint8))[:size].astype(bool)
+        radii[~robust] = int(np.ceil(round(worst["eps"] * 65535, 6)))
+    clean = np.unpackbits(np.frombuffer(base64.b64decode(record["evaluation"]["clean_correct"]), dtype=np.uint8))
+    radii[~clean[:size].astype(bool)] = 0
+    record["evaluation"]["radii"] = base64.b64encode(radii.tobytes()).decode()
+    if full_test is not None:
+        record["protocol"].update({"test_per_class": 20, "full_test_clean": True})
+        record["evaluation"]["full_test"] = {"size": full_test[0], "correct_images": full_test[1], "sha256": "12" * 32}
     return record
 
 

@@ -13,7 +13,7 @@ from benchmark import attacks
 from benchmark.attacks import available_attacks, bucket_floor, bucket_size, create_attack
 from benchmark.errors import UserError
 from benchmark.evaluation import CrossCheckFailed, cross_check, evaluate
-from benchmark.record import AttackSpec, unpack_mask
+from benchmark.record import AttackSpec, pack_radii, robust_beyond, unpack_mask, unpack_radii
 from tests.conftest import tiny_model
 
 EPS_SCALE = 1 / 255
@@ -513,3 +513,68 @@ def test_a_cascade_finds_the_worst_case_of_the_whole_suite_image_by_image_for_le
     assert 0 < cascade.worst_case[0].accuracy < cascade.clean_accuracy
     assert [a.cascaded for a in cascade.attacks] == [None, None] + [True] * 8
     assert sum(attacked) < work_whole
+
+
+def test_radii_reproduce_the_worst_case_of_the_suite_image_by_image():
+    """Each image's radius is the smallest eps at which an attack fooled it (0 when wrong clean): the worst case at
+    every eps is exactly the images whose radius is above it, every image an attack fooled at eps has a radius of
+    at most eps, and the worst case never rises with eps."""
+    model = tiny_model(5, seed=3)
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 5, (64,), generator=generator)  # many are wrong when clean
+    grid = (2 / 255, 8 / 255, 0.3)
+    suite = [AttackSpec("fgsm", {}, grid), AttackSpec("pgd", {"steps": 5}, grid)]
+    result = evaluate(model, images, labels, suite, seed=0, batch_size=16, cross_check_images=0, gallery=0)
+    clean = unpack_mask(result.evaluation.clean_correct, 64)
+    radii = unpack_radii(result.evaluation.radii, 64)
+    assert (radii[~clean] == 0).all() and set(radii[clean].tolist()) <= {*unpack_radii(pack_radii(grid), 3), np.inf}
+    for worst in result.worst_case:
+        assert np.array_equal(unpack_mask(worst.robust, 64), robust_beyond(radii, worst.eps))
+    for entry in result.attacks:
+        fooled = clean & ~unpack_mask(entry.robust, 64)
+        assert not robust_beyond(radii, entry.eps)[fooled].any()  # radius at most eps (in the stored units)
+    accuracies = [w.accuracy for w in result.worst_case]
+    assert accuracies == sorted(accuracies, reverse=True) and len(set(radii[clean].tolist())) >= 2
+
+
+def test_an_image_fooled_at_a_small_eps_is_fooled_at_every_larger_one(monkeypatch):
+    """A planted PGD that gives up above eps 0.1 (returns the clean images): its own mask at 0.2 says robust, but
+    an image it fooled within 0.05 is fooled within 0.2 as well, and the worst case says so."""
+    from benchmark.attacks.pgd import PGD
+
+    honest = PGD.perturb_grid
+
+    def gives_up(self, model, images, labels, eps_values, *, generators, early_stop=True, seeds=None):
+        outcomes = honest(self, model, images, labels, eps_values, generators=generators, seeds=seeds)
+        return [o if eps < 0.1 else attacks.Outcome(images.clone(), torch.ones_like(o.robust),
+                                                   torch.ones_like(o.robust))
+                for eps, o in zip(eps_values, outcomes)]
+
+    monkeypatch.setattr(PGD, "perturb_grid", gives_up)
+    model = tiny_model(5, seed=3)
+    uint8, labels = _right_uint8(model, 40)
+    result = evaluate(model, uint8, labels, [AttackSpec("pgd", {"steps": 3}, (0.05, 0.2))], seed=0, batch_size=16,
+                      cross_check_images=0, gallery=0)
+    small, large = result.attacks
+    assert large.accuracy == result.clean_accuracy > small.accuracy  # its own mask at 0.2: nothing fooled
+    worst = {w.eps: unpack_mask(w.robust, 40) for w in result.worst_case}
+    assert np.array_equal(worst[0.2], worst[0.05]) and worst[0.2].sum() < 40
+
+
+def test_cross_checks_run_at_the_chosen_eps_only_and_clean_accuracy_on_the_whole_test_split():
+    model = tiny_model(5, seed=3)
+    uint8, labels = _right_uint8(model, 40)
+    generator = torch.Generator().manual_seed(5)
+    whole = torch.randint(0, 256, (100, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    whole_labels = torch.randint(0, 5, (100,), generator=generator)
+    with torch.no_grad():
+        expected = int((model(whole.float() / 255).argmax(1) == whole_labels).sum())
+    suite = [AttackSpec("fgsm", {}, (0.05, 0.2)), AttackSpec("pgd", {"steps": 3}, (0.05, 0.2))]
+    result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=4, gallery=0,
+                      cross_check_eps=(0.05,), full_test=(whole, whole_labels, "ab" * 32))
+    assert [(a.name, a.eps, a.cross_check is not None) for a in result.attacks] == [
+        ("fgsm", 0.05, True), ("fgsm", 0.2, False), ("pgd", 0.05, True), ("pgd", 0.2, False)]
+    full = result.evaluation.full_test
+    assert (full.size, full.correct_images, full.sha256) == (100, expected, "ab" * 32)
+    assert result.clean_accuracy == 1.0  # the attacked test set stays what it was

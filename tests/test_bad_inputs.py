@@ -272,3 +272,22 @@ def test_only_the_temporaries_of_dead_writers_on_this_host_are_removed(tmp_path)
         path.write_text("x")
     assert benchmark.storage.remove_stale_temporaries(tmp_path) == 1
     assert not dead.exists() and live.exists() and elsewhere.exists()
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"full_test_clean": True, "test_per_class": 0}, "already the whole test split"),
+    ({"cross_check_eps": (3 / 255,)}, "3/255 is not on the eps grid"),
+])
+def test_evaluation_settings_that_mean_nothing_are_refused(overrides, words):
+    from benchmark.protocol import preset
+
+    with pytest.raises(UserError, match=words):
+        preset("smoke").with_overrides(**overrides)
+
+
+def test_the_published_cpu_preset_measures_clean_accuracy_on_the_whole_test_split():
+    from benchmark.protocol import preset
+
+    settings = preset("cifar10-cpu").settings("cifar10")
+    assert settings.full_test_clean is True and settings.cross_check_eps == (2 / 255,)
+    assert preset("smoke").settings("digits").full_test_clean is None  # off: absent, the keys of old runs hold

@@ -15,12 +15,21 @@ import pytest
 from benchmark.leaderboard.aggregate import WORST, build_groups, mean_std, table1
 from benchmark.leaderboard.render import MARKER, build_site, markdown_escape, safe_url
 from benchmark.leaderboard.statistics import holm
+from benchmark.leaderboard.view import caveats
 
 from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.schema import SchemaError, load_records
 from tests.conftest import REPO
-from tests.records import EPS, PROTOCOL, make_record, make_record_v2, make_record_v4, write_records
+from tests.records import (
+    EPS,
+    PROTOCOL,
+    make_record,
+    make_record_v2,
+    make_record_v4,
+    make_record_v5,
+    write_records,
+)
 
 T_975_2DF = 4.302652729749462  # t distribution, 97.5 % quantile, 2 degrees of freedom (from a t table)
 MINE_URL = "https://example.org/mine"
@@ -587,3 +596,14 @@ def test_fgsm_rising_with_eps_is_shown_as_a_weak_attack_sign_not_a_failure(tmp_p
     build_site([tmp_path / "in"], tmp_path / "site")
     md = (tmp_path / "site" / "leaderboard.md").read_text()
     assert "FGSM's accuracy rises with eps (by more than 0.1 point) in 2 of 3 runs" in md and "not a failure" in md
+
+
+def test_clean_accuracy_on_the_whole_test_split_is_what_the_board_compares_and_says(tmp_path):
+    """Version 5: the attacked test set is a subset; the board's clean column is the whole split's accuracy, and
+    the caveats say which images each number is over."""
+    records = [make_record_v5(seed=s, clean=0.5, full_test=(10000, 4000 + 100 * s)) for s in (0, 1)]
+    write_records(tmp_path / "in", records)
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    assert sorted(group.runs["clean"]) == [0.40, 0.41]  # not the attacked subset's 0.5
+    (line,) = [c for c in caveats(group) if c.startswith("Scale:")]
+    assert "a test set of 200 images attacked" in line and "clean accuracy on all 10000 test images" in line

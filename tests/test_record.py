@@ -14,11 +14,14 @@ from benchmark.record import (
     budget_for,
     eps_text,
     pack_mask,
+    pack_radii,
     parse_eps,
+    robust_beyond,
     unpack_mask,
+    unpack_radii,
 )
 from benchmark.schema import check_record
-from tests.records import make_record, make_record_v2, make_record_v4
+from tests.records import make_record, make_record_v2, make_record_v4, make_record_v5
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = sorted((REPO / "submissions").rglob("*.json"))
@@ -157,7 +160,8 @@ def test_the_current_schema_declares_every_field_the_record_classes_write():
              module.AttackFailure: schema["properties"]["attack_failures"]["items"],
              module.Environment: schema["properties"]["environment"],
              module.TrainingSpec: schema["$defs"]["training_method"],
-             module.EpochCheck: schema["properties"]["training"]["properties"]["monitor"]["items"]}
+             module.EpochCheck: schema["properties"]["training"]["properties"]["monitor"]["items"],
+             module.FullTest: schema["properties"]["evaluation"]["properties"]["full_test"]}
     version_1_only = {"inhouse_accuracy", "max_abs_diff"}
     for part, node in parts.items():
         fields = {f.name for f in dataclasses.fields(part)} - version_1_only
@@ -191,3 +195,44 @@ def test_a_guard_that_shows_catastrophic_overfitting_needs_the_flag():
     assert any(where == "flags" and "epoch 2" in message for where, message in Record.from_json(data).problems())
     data["flags"] = [{"code": "catastrophic-overfitting", "detail": "epoch 2: ..."}]
     assert Record.from_json(data).problems() == []
+
+
+def test_radii_pack_k_over_255_exactly_and_keep_none_found_and_wrong_clean_apart():
+    radii = np.array([0.0, 1 / 255, 2 / 255, 8 / 255, 16 / 255, np.inf, 0.5, 1.0])
+    back = unpack_radii(pack_radii(radii), len(radii))
+    assert np.array_equal(back[:6], radii[:6])  # every k/255 is a whole number of units: exact
+    assert back[6] >= 0.5 and back[6] - 0.5 < 1 / 65535  # others round up, never below what was found
+    assert back[7] == 1.0 - 1 / 65535 or back[7] == 1.0  # 1.0 itself is the sentinel's neighbour, not "none"
+    assert robust_beyond(back, 2 / 255).tolist() == [False, False, False, True, True, True, True, True]
+    with pytest.raises(ValueError, match="one radius per test image"):
+        unpack_radii(pack_radii(radii), len(radii) + 1)
+
+
+def test_a_version_5_record_reads_back_and_its_board_clean_accuracy_is_the_whole_test_splits():
+    data = make_record_v5(clean=0.5, full_test=(10000, 4321))
+    record = Record.from_json(data)
+    assert record.problems() == [] and record.to_json() == data
+    assert record.board_clean_accuracy == 0.4321 and record.clean_accuracy == 0.5
+    assert Record.from_json(make_record_v5(full_test=None)).board_clean_accuracy == record.clean_accuracy
+    radii = record.evaluation.radii_array()
+    for worst in record.worst_case:  # the radii reproduce the worst case, eps by eps
+        assert np.array_equal(record.robust_mask(worst), robust_beyond(radii, worst.eps))
+
+
+def test_radii_that_contradict_the_worst_case_or_the_clean_mask_are_refused():
+    record = Record.from_json(make_record_v5())
+    radii = record.evaluation.radii_array()
+    clean, worst = record.clean_mask(), record.robust_mask(record.worst_case[0])
+    fooled = np.flatnonzero(clean & ~worst)[0]
+    for position, value, words in ((fooled, np.inf, "have a radius above it"),
+                                   (np.flatnonzero(~clean)[0], 1 / 255, "wrong when clean have a radius")):
+        changed = radii.copy()
+        changed[position] = value
+        forged = dataclasses.replace(record, evaluation=dataclasses.replace(record.evaluation,
+                                                                            radii=pack_radii(changed)))
+        assert any(where == "evaluation.radii" and words in message for where, message in forged.problems()), words
+    robust = np.flatnonzero(worst)[0]  # a radius within eps where the worst case says robust: the mask is wrong
+    changed = radii.copy()
+    changed[robust] = record.worst_case[0].eps
+    forged = dataclasses.replace(record, evaluation=dataclasses.replace(record.evaluation, radii=pack_radii(changed)))
+    assert any(where == "worst_case[0].robust" for where, _ in forged.problems())

@@ -49,13 +49,16 @@ from benchmark.record import (
     Check,
     Evaluation,
     EvaluationSeconds,
+    FullTest,
     Record,
     WorstCase,
     pack_mask,
+    pack_radii,
     unpack_mask,
 )
 
 log = logging.getLogger("benchmark")
+CLEAN_BATCH = 128  # clean predictions alone: the fastest batch on one CPU thread (docs/cpu-protocol.md)
 __all__ = ["Added", "AttackRefused", "CrossCheckFailed", "Measured", "build", "clean_predictions", "cross_check",
            "default_batch_size", "evaluate", "merge", "reevaluate", "run_flags"]
 
@@ -77,15 +80,25 @@ class Measured:
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite: list[AttackSpec], *,
              seed: int, batch_size: int | None = None, cross_check_images: int = 16,
              gallery: int = GALLERY_IMAGES, headline_eps: float = 8 / 255, test_sha256: str = "",
-             cascade: bool = False) -> Measured:
-    """Clean accuracy, every attack of `suite` with its cross-check, the worst case and the sanity checks, for
-    uint8 test `images` (N x 3 x H x W) on the model's device."""
+             cascade: bool = False, cross_check_eps: tuple[float, ...] | None = None,
+             full_test: tuple[torch.Tensor, torch.Tensor, str] | None = None) -> Measured:
+    """Clean accuracy, every attack of `suite` with its cross-check (at every eps, or at `cross_check_eps`), the
+    radii, the worst case and the sanity checks, for uint8 test `images` (N x 3 x H x W) on the model's device;
+    `full_test`: (images, labels, sha256) of the whole test split, classified clean only."""
     model.eval()
     started = time.perf_counter()
     batch_size = batch_size or default_batch_size(model, images.device, tuple(images.shape[1:]))
     predictions = clean_predictions(model, images, batch_size)
     clean_correct = predictions == labels.cpu().numpy()
+    full = None
+    if full_test is not None:
+        full_images, full_labels, full_sha256 = full_test
+        tick = time.perf_counter()
+        correct = int((clean_predictions(model, full_images, CLEAN_BATCH) == full_labels.cpu().numpy()).sum())
+        full = FullTest(size=len(full_labels), correct_images=correct, sha256=full_sha256,
+                        seconds=time.perf_counter() - tick)
     clean_seconds = time.perf_counter() - started
+    radii = np.where(clean_correct, np.inf, 0.0)
     checked = cross_check_positions(clean_correct, cross_check_images, seed)
     entries, checks, seconds, cross_seconds = [], [], {}, {}
     # a cascade's later attacks leave out the images fooled before: the gallery shows the first attack's
@@ -104,7 +117,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
             with guard.watching(spec.name):
                 result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
                                     checked=checked, keep=shown_positions if spec is shown_spec else None,
-                                    attacked=attacked)
+                                    attacked=attacked, cross_check_eps=cross_check_eps)
                 checks += eps0_check(model, images, labels, result.attack, right, seed)
             checks.append(report_check(result))
         except Exception as error:  # one attack's failure is recorded; the rest of the suite still runs
@@ -113,6 +126,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
             log.warning("WARNING: %s failed and is recorded as failed: %s", spec.name, failures[-1].reason)
             continue
         entries += result.entries
+        if result.radii is not None:
+            radii = np.minimum(radii, result.radii)
         for entry in result.entries:
             robust = unpack_mask(entry.robust, len(images))
             key = (entry.threat_model, entry.eps)
@@ -123,7 +138,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     tick = time.perf_counter()
     working = [spec for spec in suite if spec.name not in {failure.name for failure in failures}]
     checks += large_eps_check(model, images, labels, working, clean_correct, seed=seed, batch_size=batch_size)
-    worst = worst_case(tuple(entries), clean_correct)
+    linf = any(entry.threat_model == "Linf" for entry in entries)
+    worst = worst_case(tuple(entries), clean_correct, radii if linf else None)
     checks += mask_checks(tuple(entries), worst, len(images))
     check_seconds = time.perf_counter() - tick
     evaluation = Evaluation(
@@ -131,7 +147,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
         cross_check_images=int(len(checked)),
         seconds=EvaluationSeconds(clean=clean_seconds, checks=check_seconds, attacks=seconds,
                                   cross_checks=cross_seconds, total=time.perf_counter() - started),
-        test_sha256=test_sha256)
+        test_sha256=test_sha256, radii=pack_radii(radii) if linf else None, full_test=full)
     share = float(np.bincount(predictions).max() / len(images)) if len(images) else 0.0
     return Measured(float(clean_correct.mean()), evaluation, tuple(entries), worst, tuple(checks), share, shown,
                     tuple(failures))
@@ -181,6 +197,7 @@ class Added:
     spec: AttackSpec
     entries: tuple[AttackResult, ...]
     checks: tuple[Check, ...]
+    radii: np.ndarray | None = None  # per test image, the smallest eps the attack fooled it at (`AttackRun.radii`)
 
 
 def reevaluate(record: Record, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec, *,
@@ -194,7 +211,7 @@ def reevaluate(record: Record, model: nn.Module, images: torch.Tensor, labels: t
                               checked=cross_check_positions(clean_correct, cross_check_images, record.seed))
         checks = tuple(eps0_check(model, images, labels, measured.attack, np.flatnonzero(clean_correct),
                                   record.seed))
-    return Added(spec, measured.entries, checks + (report_check(measured),))
+    return Added(spec, measured.entries, checks + (report_check(measured),), measured.radii)
 
 
 def merge(record: Record, added: Added) -> Record:
@@ -203,7 +220,12 @@ def merge(record: Record, added: Added) -> Record:
     size = record.evaluation.test_size
     new = {entry.identity for entry in added.entries}
     entries = tuple(e for e in record.attacks if e.identity not in new) + added.entries
-    worst = worst_case(entries, record.clean_mask())
+    evaluation = record.evaluation
+    radii = evaluation.radii_array()
+    if radii is not None and added.radii is not None:  # a radius is the smallest eps any attack fooled at
+        radii = np.minimum(radii, added.radii)
+        evaluation = dataclasses.replace(evaluation, radii=pack_radii(radii))
+    worst = worst_case(entries, record.clean_mask(), radii)
     kept = tuple(c for c in record.checks or () if c.check in ("eps0", "large-eps", "self-report")
                  and c.attack != added.spec.name)
     checks = kept + added.checks + tuple(mask_checks(entries, worst, size))
@@ -211,7 +233,8 @@ def merge(record: Record, added: Added) -> Record:
                                                                        and same_params(f.params, added.spec.params)))
     flags = tuple(f for f in record.flags or () if f.code not in ("sanity-check", "attack-failed")) \
         + sanity_flags(checks) + failure_flags(failures)
-    return dataclasses.replace(record, attacks=entries, worst_case=worst, checks=checks, flags=flags,
+    return dataclasses.replace(record, evaluation=evaluation, attacks=entries, worst_case=worst, checks=checks,
+                               flags=flags,
                                attack_failures=failures if record.attack_failures is not None else None)
 
 

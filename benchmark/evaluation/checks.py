@@ -2,7 +2,8 @@
 gradient masking (recorded whether they pass or not, never "fixed"), and the flags of a run.
 
 - Worst case: per threat model and eps, an image is robust only if right when clean and robust to every attack
-  of the suite at that eps.
+  of the suite at that eps (L-infinity: and its radius, the smallest eps at which any attack fooled it, is
+  above eps, so the worst case never rises with eps).
 - Sanity checks: eps = 0 leaves every image as it is; a very large eps (64/255) leaves almost nothing robust; no
   iterative attack does worse than FGSM; accuracy does not rise with eps; the worst case is below each attack,
   image by image.
@@ -25,6 +26,7 @@ from benchmark.record import (
     WorstCase,
     eps_text,
     pack_mask,
+    robust_beyond,
     unpack_mask,
 )
 
@@ -35,8 +37,10 @@ EPS0_IMAGES = 4
 FEW_STEPS = 20  # a final training with fewer optimizer steps than this is flagged
 
 
-def worst_case(entries: tuple[AttackResult, ...], clean_correct: np.ndarray) -> tuple[WorstCase, ...]:
-    """Per (threat, eps): robust only if clean-correct and robust to every attack that ran at that eps."""
+def worst_case(entries: tuple[AttackResult, ...], clean_correct: np.ndarray,
+               radii: np.ndarray | None = None) -> tuple[WorstCase, ...]:
+    """Per (threat, eps): robust only if clean-correct and robust to every attack that ran at that eps, and (with
+    `radii`, L-infinity) not fooled by any perturbation within eps that an attack found at a larger eps."""
     grouped: dict[tuple[str, float], list[AttackResult]] = {}
     for entry in entries:
         grouped.setdefault((entry.threat_model, entry.eps), []).append(entry)
@@ -45,6 +49,8 @@ def worst_case(entries: tuple[AttackResult, ...], clean_correct: np.ndarray) -> 
         robust = clean_correct.copy()
         for entry in members:
             robust &= unpack_mask(entry.robust, len(clean_correct))
+        if radii is not None and threat == "Linf":
+            robust &= robust_beyond(radii, eps)
         rows.append(WorstCase(threat=threat, eps=eps, accuracy=float(robust.mean()),
                               attacks=tuple(entry.name for entry in members), robust=pack_mask(robust)))
     return tuple(rows)

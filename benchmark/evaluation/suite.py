@@ -2,9 +2,14 @@
 
 - An image counts as robust to an attack at an eps only if the model classifies it correctly when clean and
   under that attack. Every attack runs on the clean-correct images only (the others are not robust).
-- Cross-check: each attack at each eps, on `cross_check_images` clean-correct images (the same ones for every
-  attack), is run in-house without its early stop and by its independent `reference` from the same random
-  start; their accuracies on those images must agree within the attack's tolerance or the run fails.
+- Cross-check: each attack at each eps (or at the protocol's `cross_check_eps`), on `cross_check_images`
+  clean-correct images (the same ones for every attack), is run in-house without its early stop and by its
+  independent `reference` from the same random start, in one batch of exactly those images for both; their
+  accuracies on those images must agree within the attack's tolerance or the run fails.
+- Radii: an image's radius is the smallest eps of the grid at which some L-infinity attack of the suite fooled
+  it (an upper bound on its minimal adversarial perturbation, at the grid's resolution; `benchmark.record`). The
+  attacks' perturbations sit on the ball's surface (the sign steps of FGSM and APGD), so their own sizes would
+  add nothing, and a radius from the grid is the same whether the suite runs as a cascade or not.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -81,6 +87,7 @@ class AttackRun:
     kept: dict  # eps -> the adversarial images of the test images at `keep` (clean-correct ones, for the gallery)
     disagreements: dict  # eps -> images where the attack's own report differed from the harness's reading
     attacked: int  # the clean-correct images it ran on
+    radii: np.ndarray | None  # per test image, the smallest eps it was fooled at (inf: none; L2 attacks: None)
 
 
 def default_batch_size(model: nn.Module, device: torch.device, image_shape: tuple[int, ...]) -> int:
@@ -146,10 +153,13 @@ def takes_seeds(attack: Attack) -> bool:
 
 def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
                clean_correct: np.ndarray, *, seed: int, batch_size: int, checked: np.ndarray,
-               keep: np.ndarray | None = None, attacked: dict[float, np.ndarray] | None = None) -> AttackRun:
+               keep: np.ndarray | None = None, attacked: dict[float, np.ndarray] | None = None,
+               cross_check_eps: tuple[float, ...] | None = None) -> AttackRun:
     """One attack of the suite at each of its eps on the clean-correct images (or, per eps, on `attacked`: a
-    cascade's survivors; the others count as fooled), with its cross-check."""
+    cascade's survivors; the others count as fooled), with its cross-check at each eps (or at `cross_check_eps`
+    only)."""
     attack = build(spec)
+    radii = np.full(len(images), np.inf) if attack.threat == "Linf" else None
     right = np.flatnonzero(clean_correct)
     tick = time.perf_counter()
     robust = {eps: np.zeros(len(images), dtype=bool) for eps in spec.eps}
@@ -165,25 +175,30 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
                               unit="batch"):
             positions = targets[start:start + batch_size]
             attack_batch(model, images, labels, attack, eps_values, positions, seed=seed, per_image=per_image,
-                         start=start, robust=robust, disagreements=disagreements, keep=keep, kept=kept)
+                         start=start, robust=robust, disagreements=disagreements, keep=keep, kept=kept,
+                         radii=radii)
     seconds = time.perf_counter() - tick
     tick = time.perf_counter()
     entries = tuple(AttackResult(name=spec.name, threat=attack.threat, eps=eps, params=attack.params(),
                                  accuracy=float(robust[eps].mean()), robust=pack_mask(robust[eps]),
                                  cross_check=cross_check(model, attack, images, labels, checked, eps, seed)
-                                 if len(checked) else None,
+                                 if len(checked) and checked_at(eps, cross_check_eps) else None,
                                  cascaded=True if attacked is not None and not attacked[eps].all() else None)
                     for eps in spec.eps)
     cross_seconds = time.perf_counter() - tick
     log.info("%s: %s (%.1f s; cross-check on %d images %.1f s)", spec.name,
              ", ".join(f"{eps_text(eps, attack.threat)} {100 * r.mean():.1f}%" for eps, r in robust.items()), seconds,
              len(checked), cross_seconds)
-    return AttackRun(spec, attack, entries, seconds, cross_seconds, kept, disagreements, len(right))
+    return AttackRun(spec, attack, entries, seconds, cross_seconds, kept, disagreements, len(right), radii)
+
+
+def checked_at(eps: float, cross_check_eps: tuple[float, ...] | None) -> bool:
+    return cross_check_eps is None or any(math.isclose(eps, e, rel_tol=1e-9) for e in cross_check_eps)
 
 
 def attack_batch(model, images, labels, attack: Attack, eps_values: list[float], positions: np.ndarray, *,
                  seed: int, per_image: bool, start: int, robust: dict, disagreements: dict, keep: np.ndarray,
-                 kept: dict) -> None:
+                 kept: dict, radii: np.ndarray | None = None) -> None:
     """The attack on one batch at these eps: each returned image checked, then read by the harness."""
     spec_name = attack.name
     x, y = batch(images, labels, positions)
@@ -201,6 +216,9 @@ def attack_batch(model, images, labels, attack: Attack, eps_values: list[float],
         if torch.is_tensor(reported) and reported.shape == still_right.shape:
             disagreements[eps] += int((reported.to(still_right.device).bool() != still_right).sum())
         robust[eps][positions] = still_right.cpu().numpy()
+        if radii is not None:
+            fooled = positions[~still_right.cpu().numpy()]
+            radii[fooled] = np.minimum(radii[fooled], eps)
         shown = np.isin(positions, keep)
         if shown.any():
             slots = np.searchsorted(keep, positions[shown]) if np.all(np.diff(keep) > 0) else \
