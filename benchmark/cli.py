@@ -239,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--archive", type=Path, metavar="FILE", help="the archive to write (default OUT/job.tar.gz)")
     job.add_argument("--archive-limit-mb", type=float, default=16.0, metavar="MB",
                      help="the archive's size limit in MiB (default 16)")
+    job.add_argument("--unfinished", type=Path, metavar="DIR",
+                     help="runs carried from the last window, trained and not yet recorded (e.g. "
+                     "unfinished/standard; missing or empty: none): they resume after their training, first; the "
+                     "runs trained and not recorded by this window's end are packed into unfinished/ beside the "
+                     "archive, one file each, for the next")
+    job.add_argument("--unfinished-files", type=int, default=4, metavar="K",
+                     help="at most this many runs carried to the next window (default 4: a device machine returns "
+                     "8 files)")
     job.add_argument("--dry-run", action="store_true", help="print the runs in order, with what is done")
 
     select = verbs.add_parser("select", help="export the coreset a method chooses, as JSON",
@@ -450,13 +458,18 @@ def _cmd_job(args) -> None:
         return
     if not 0 < args.archive_limit_mb <= 1024:
         raise UserError(f"--archive-limit-mb must be in (0, 1024], got {args.archive_limit_mb}")
+    if args.unfinished_files < 0:
+        raise UserError(f"--unfinished-files must be 0 or more, got {args.unfinished_files}")
+    if args.unfinished is not None and args.unfinished.exists() and not args.unfinished.is_dir():
+        raise UserError(f"--unfinished {args.unfinished} is not a folder: give the folder of carried runs")
     if not 0 <= args.margin < args.budget:
         raise UserError(f"--margin must be at least 0 and below --budget, got {args.margin}")
     grid = _grid_args(args)
     result = job(protocol=protocol, methods=methods, params=params, budget=args.budget,
                  runs_per_device=args.runs_per_device, done=args.done, device=args.device,
                  archive=args.archive or args.out / "job.tar.gz", archive_limit=int(args.archive_limit_mb * 2 ** 20),
-                 margin=args.margin, threads=args.threads, eval_batch_size=args.eval_batch_size, **grid)
+                 margin=args.margin, threads=args.threads, eval_batch_size=args.eval_batch_size,
+                 unfinished=args.unfinished, unfinished_files=args.unfinished_files, **grid)
     for line in result.lines():
         print(line)
     if result.failed:

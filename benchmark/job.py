@@ -15,6 +15,9 @@ archive small enough to come back from the machine and be committed.
   load it. A run's record is the one it would write alone (the same code, seed and thread count).
 - The archive (tar.gz, at most `archive_limit` bytes): every finished record with its selection and gallery,
   then model weights in priority order while they fit, and `job.txt` saying what is in it and what is not.
+- Unfinished runs: with `unfinished` (a folder), the runs stopped at the deadline after their training are
+  packed into `unfinished/` beside the archive, one file each (`benchmark.unfinished`); the next window, given
+  that folder, starts with them and only attacks.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from benchmark.schema import load_records
 from benchmark.selection import create_selector
 from benchmark.storage import atomic_write
 from benchmark.study import STUDY_METHODS
+from benchmark.unfinished import pack_unfinished, unpack_unfinished
 
 log = logging.getLogger("benchmark")
 ARCHIVE_LIMIT = 16 * 2 ** 20  # what one file back from a device machine may weigh
@@ -88,10 +92,11 @@ class Estimate:
         self.other.append(record.selection.seconds + (record.selection.proxy_training_seconds or 0.0)
                           + seconds.total)
 
-    def seconds(self, fraction: float) -> float | None:
+    def seconds(self, fraction: float, trained: bool = False) -> float | None:
+        """`trained`: the run resumes after its training (carried from an earlier window)."""
         if not self.other:
             return None
-        training = sum(self.training_per_fraction) / len(self.training_per_fraction)
+        training = 0.0 if trained else sum(self.training_per_fraction) / len(self.training_per_fraction)
         return training * fraction + sum(self.other) / len(self.other)
 
 
@@ -109,12 +114,20 @@ class JobResult:
     weights: list[str]  # weight files in the archive
     left_out: list[str]  # files of finished runs the archive could not take
     elapsed: float
+    carried_in: list[RunSpec] = field(default_factory=list)  # resumed after their training, from an earlier window
+    carried_out: list[RunSpec] = field(default_factory=list)  # trained, not yet recorded: for the next window
 
     def lines(self) -> list[str]:
         lines = [f"{len(self.finished)} run(s) finished, {len(self.failed)} failed, {len(self.stopped)} stopped at "
                  f"the deadline, {len(self.not_started)} left for the next window; {self.already} of "
                  f"{len(self.specs)} were recorded before; took {format_duration(self.elapsed)}"]
         lines += [f"failed: {spec.label}: {reason}" for spec, reason in self.failed]
+        if self.carried_in:
+            lines.append(f"resumed after training (carried from an earlier window): "
+                         f"{', '.join(spec.label for spec in self.carried_in)}")
+        if self.carried_out:
+            lines.append(f"trained, not yet recorded, carried to the next window: "
+                         f"{', '.join(spec.label for spec in self.carried_out)}")
         if self.archive is not None:
             lines.append(f"archive {self.archive}: {len(self.packed)} record(s), {len(self.weights)} with weights, "
                          f"{self.archive_bytes / 2 ** 20:.2f} MiB" + (f"; left out: {', '.join(self.left_out)}"
@@ -125,8 +138,11 @@ class JobResult:
 def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out: Path, cache_dir: Path,
         budget: float, runs_per_device: int = 1, done: list[Path] = (), data_root: Path | None = None,
         device: str = "auto", archive: Path | None = None, archive_limit: int = ARCHIVE_LIMIT,
-        margin: float = 30.0, threads: int | None = None, eval_batch_size: int | None = None) -> JobResult:
-    """Runs the board's next runs until `budget` seconds from now (less `margin`), then packs the archive."""
+        margin: float = 30.0, threads: int | None = None, eval_batch_size: int | None = None,
+        unfinished: Path | None = None, unfinished_files: int = 4) -> JobResult:
+    """Runs the board's next runs until `budget` seconds from now (less `margin`), then packs the archive and,
+    with `unfinished` (the folder of runs carried from the last window), the trained runs not yet recorded into
+    `unfinished/` beside the archive (at most `unfinished_files` of them, each within `archive_limit`)."""
     started = time.monotonic()
     if not budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {budget}")
@@ -138,6 +154,8 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
     specs = board_order(protocol, methods, params, out)
     recorded = done_names([out, *done])
     pending = [spec for spec in specs if spec.record.name not in recorded]
+    carried = unpack_unfinished(unfinished, pending) if unfinished is not None and Path(unfinished).is_dir() else []
+    pending = carried + [spec for spec in pending if spec not in carried]  # nearest to a record first
     estimate = Estimate()
     for item in load_records([d for d in done if Path(d).exists()], allow_empty=True) if done else []:
         if item.record.preset == protocol.preset:
@@ -147,8 +165,13 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
              runs_per_device, format_duration(max(0.0, deadline - time.monotonic())))
     finished, failed, not_started, stopped = _run_workers(
         pending, protocol=protocol, cache_dir=cache_dir, data_root=data_root, device=device, deadline=deadline,
-        workers=runs_per_device, estimate=estimate, threads=threads, eval_batch_size=eval_batch_size)
+        workers=runs_per_device, estimate=estimate, threads=threads, eval_batch_size=eval_batch_size,
+        trained={spec.record.name for spec in carried})
     packed, weights, left_out, size = [], [], [], 0
+    carried_out = []
+    if archive is not None and unfinished is not None:
+        carried_out = pack_unfinished(specs, Path(archive).parent / "unfinished", lrs=len(protocol.lrs),
+                                      limit=archive_limit, count=unfinished_files)
     if archive is not None:
         order = [spec for spec in specs if spec.record.exists()]
         packed, weights, left_out, size = pack(order, Path(archive), archive_limit, summary={
@@ -157,12 +180,12 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
             "not started": [s.label for s in not_started]})
     return JobResult(specs, len(specs) - len(pending), finished, failed, not_started, stopped,
                      Path(archive) if archive is not None else None, size, packed, weights, left_out,
-                     time.monotonic() - started)
+                     time.monotonic() - started, carried, carried_out)
 
 
 def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path, data_root: Path | None, device: str,
                  deadline: float, workers: int, estimate: Estimate, threads: int | None,
-                 eval_batch_size: int | None):
+                 eval_batch_size: int | None, trained: set[str]):
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked into workers
     tasks, results = context.Queue(), context.Queue()
     for index in range(len(pending)):
@@ -170,7 +193,7 @@ def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path,
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     processes = [context.Process(target=_worker, args=(pending, tasks, results), kwargs=dict(
         protocol=protocol, cache_dir=cache_dir, data_root=data_root, device=device, deadline=deadline,
-        estimate=estimate, threads=threads, eval_batch_size=eval_batch_size), daemon=True)
+        estimate=estimate, threads=threads, eval_batch_size=eval_batch_size, trained=trained), daemon=True)
         for _ in range(min(workers, len(pending)))]
     for process in processes:
         process.start()
@@ -205,7 +228,8 @@ def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path,
 
 
 def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache_dir: Path, data_root: Path | None,
-            device: str, deadline: float, estimate: Estimate, threads: int, eval_batch_size: int | None) -> None:
+            device: str, deadline: float, estimate: Estimate, threads: int, eval_batch_size: int | None,
+            trained: set[str]) -> None:
     """One worker: the data loaded once, then the next run of the queue while one can still finish in time."""
     import torch
 
@@ -221,7 +245,7 @@ def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache
         except queue.Empty:
             return
         spec = pending[index]
-        expected = estimate.seconds(spec.fraction)
+        expected = estimate.seconds(spec.fraction, trained=spec.record.name in trained)
         if expected is not None and time.monotonic() + expected > deadline:
             results.put(("skipped", index, expected))
             continue

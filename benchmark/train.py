@@ -254,7 +254,10 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
             if checkpoint:
                 write_checkpoint(checkpoint, {
                     **identity, "epoch": epoch + 1, "seconds": carried + perf_counter() - started,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    # the last epoch's checkpoint only stands in for the trained model (a resume trains no more):
+                    # without the momentum it is half the size, small enough to carry between GPU windows
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict() if epoch + 1 < config.epochs else None,
                     "schedule": schedule.state_dict(), "generator": generator.get_state(),
                     "rng": torch.get_rng_state(), "cuda_rng": [torch.cuda.get_rng_state(d) for d in cuda],
                     "adversary": adversary.get_state(),
@@ -302,7 +305,8 @@ def _resume(checkpoint: Path, identity: dict, model, optimizer, schedule, genera
         log.warning("checkpoint %s belongs to other settings; training from the start", checkpoint)
         return 0, 0.0
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    if state["optimizer"] is not None:  # None only after the last epoch (nothing left to train)
+        optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     generator.set_state(state["generator"])
     torch.set_rng_state(state["rng"])

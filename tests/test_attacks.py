@@ -12,7 +12,7 @@ from torch import nn
 from benchmark import attacks
 from benchmark.attacks import available_attacks, bucket_floor, bucket_size, create_attack
 from benchmark.errors import UserError
-from benchmark.evaluation import CrossCheckFailed, cross_check, evaluate
+from benchmark.evaluation import CrossCheckFailed, build, cross_check, evaluate
 from benchmark.record import AttackSpec, pack_radii, robust_beyond, unpack_mask, unpack_radii
 from tests.conftest import tiny_model
 
@@ -578,3 +578,15 @@ def test_cross_checks_run_at_the_chosen_eps_only_and_clean_accuracy_on_the_whole
     full = result.evaluation.full_test
     assert (full.size, full.correct_images, full.sha256) == (100, expected, "ab" * 32)
     assert result.clean_accuracy == 1.0  # the attacked test set stays what it was
+
+
+def test_the_cross_check_is_exact_on_the_cpu_and_allows_float_noise_on_a_gpu():
+    """On a GPU the harness's and the reference's passes run different kernels (docs/gpu.md): the exact attacks
+    get the GPU's floor there, never less than their own; the CPU keeps each attack's own tolerance."""
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert build(AttackSpec("fgsm")).tolerance(cpu) == (0.1, 0)
+    assert build(AttackSpec("fgsm")).tolerance(gpu) == (1.0, 2)
+    assert build(AttackSpec("apgd")).tolerance(cpu) == (2.0, 2) == build(AttackSpec("apgd")).tolerance(gpu)
+    # on 500 images: 5 images on a GPU, where the H200 measured gaps of 1 and 2; nothing on the CPU
+    points, images = build(AttackSpec("pgd")).tolerance(gpu)
+    assert max(points / 100 * 500, images) == 5 and max(0.1 / 100 * 500, 0) < 1

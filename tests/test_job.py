@@ -3,6 +3,7 @@ records each writes alone, the budget that keeps a run from starting, the archiv
 committed records."""
 
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -99,3 +100,64 @@ def test_a_run_that_cannot_finish_in_time_does_not_start(board, tmp_path, capsys
     assert "0 run(s) finished, 0 failed, 0 stopped at the deadline, 1 left for the next window; 1 of 2 were " \
            "recorded before" in capsys.readouterr().out
     assert not list((tmp_path / "window").glob("*.json"))
+
+
+def test_a_run_stopped_after_training_is_carried_and_the_next_window_only_attacks(board, tmp_path, monkeypatch,
+                                                                                   capfd):
+    """The window ends during a run's attacks: its trained state is packed (one file), and the next window, given
+    that folder, resumes it after the training and writes the record an uninterrupted run writes."""
+    import torch
+
+    import benchmark.run as run_module
+    from benchmark.run import load_protocol_data, run_one
+    from benchmark.unfinished import pack_unfinished
+
+    torch.set_num_threads(1)  # as the board's workers (--threads 1): the same numbers
+    protocol = _protocol(build_parser().parse_args(["job", "--methods", "random", *TINY, "--budget", "1"]))
+    first = board_order(protocol, ["random"], {}, tmp_path / "window1")[0]
+    data, pool = load_protocol_data(protocol, device=torch.device("cpu"), data_root=None,
+                                    cache_dir=board / "cache")
+
+    def deadline(*args, **kwargs):
+        raise KeyboardInterrupt  # what the end of a window does to a worker: the attacks never finish
+
+    monkeypatch.setattr(run_module, "evaluate", deadline)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(first, protocol=protocol, data=data, pool_indices=pool, cache_dir=board / "cache")
+    monkeypatch.undo()
+    assert not first.record.exists() and (first.partial / "lr0.checkpoint").exists()
+    carried = tmp_path / "out1" / "unfinished"
+    stale = carried / "random__elsewhere.tar.gz"  # no run of this board: passed over, and kept
+    specs = board_order(protocol, ["random"], {}, tmp_path / "window1")
+    assert pack_unfinished(specs, carried, lrs=1, limit=2 ** 24, count=4) == [first]
+    assert [p.name for p in carried.iterdir()] == [first.record.stem + ".tar.gz"]
+    assert pack_unfinished(specs, tmp_path / "none", lrs=1, limit=1000, count=4) == []  # over the limit: not packed
+    stale.write_bytes(b"")
+
+    capfd.readouterr()  # the workers are processes of their own: their log reaches only the file descriptors
+    assert main(["job", "--methods", "random", *TINY, "--budget", "900", "--margin", "5", "--threads", "1",
+                 "--out", str(tmp_path / "window2"), "--cache-dir", str(board / "cache"),
+                 "--archive", str(tmp_path / "out2" / "job.tar.gz"), "--unfinished", str(carried)]) == 0
+    output = capfd.readouterr()
+    assert "resumed after training (carried from an earlier window): random f0.5 s0" in output.out
+    assert re.search(r"resumed from lr0\.checkpoint after epoch (\d+) of \1\n", output.err)  # no epoch trained
+    name = first.record.name
+    assert _comparable(tmp_path / "window2" / name) == _comparable(board / "board" / name)
+    assert not (tmp_path / "out2" / "unfinished").exists() or not list((tmp_path / "out2" / "unfinished").iterdir())
+
+
+def test_a_carried_state_that_is_not_one_stops_the_job_in_one_line(board, tmp_path, capsys):
+    protocol = _protocol(build_parser().parse_args(["job", "--methods", "random", *TINY, "--budget", "1"]))
+    spec = board_order(protocol, ["random"], {}, tmp_path / "window")[0]
+    carried = tmp_path / "unfinished"
+    carried.mkdir()
+    with tarfile.open(carried / (spec.record.stem + ".tar.gz"), "w:gz") as tar:
+        evil = tmp_path / "evil"
+        evil.write_text("x")
+        tar.add(evil, arcname="../../escape.txt")
+    capsys.readouterr()
+    assert main(["job", "--methods", "random", *TINY, "--budget", "60", "--out", str(tmp_path / "window"),
+                 "--cache-dir", str(board / "cache"), "--unfinished", str(carried)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "not a carried run state" in error and "'../../escape.txt'" in error
+    assert not (tmp_path / "escape.txt").exists() and not list(tmp_path.glob("window/*.json"))

@@ -242,16 +242,17 @@ def cross_check(model: nn.Module, attack: Attack, images: torch.Tensor, labels: 
     with torch.no_grad():
         theirs = model(adversarial.to(x.device)).argmax(1) == y
     ours_count, theirs_count = int(ours.sum()), int(theirs.sum())
-    allowed = max(attack.tolerance_points / 100 * len(positions), attack.tolerance_images)
+    points, images_allowed = attack.tolerance(x.device)
+    allowed = max(points / 100 * len(positions), images_allowed)
     reference = f"{attack.reference} ({_version(attack.reference)})"
     if abs(ours_count - theirs_count) > allowed + 1e-9:
         raise CrossCheckFailed(
             f"{attack.name} cross-check failed at eps={eps_text(eps, attack.threat)}: in-house "
             f"{ours_count}/{len(positions)} robust, {reference} {theirs_count}/{len(positions)} (tolerance "
-            f"{attack.tolerance_points:g} points or {attack.tolerance_images} images)")
+            f"{points:g} points or {images_allowed} images on {x.device.type})")
     return CrossCheck(reference=reference, images=len(positions), accuracy=ours_count / len(positions),
                       reference_accuracy=theirs_count / len(positions), disagreements=int((ours != theirs).sum()),
-                      tolerance_points=attack.tolerance_points, tolerance_images=attack.tolerance_images)
+                      tolerance_points=points, tolerance_images=images_allowed)
 
 
 def _version(reference: str) -> str:
