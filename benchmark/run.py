@@ -226,9 +226,9 @@ def _saved_selection(spec: RunSpec, *, selector: Selector, data: PoolData, proto
 def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
             cache_dir: Path, eval_batch_size: int | None = None) -> Record:
     """Selects, trains, attacks and writes the record. Everything on the way is saved under `spec.partial`
-    (the selection, a checkpoint per epoch), so a killed run resumes where it was; the model's weights are
-    written as soon as it is trained (an attack that fails is recorded as failed and the others still run);
-    the record is written last and the partial state is removed after it."""
+    (the selection, a checkpoint per epoch, each finished attack), so a killed run resumes where it was; the
+    model's weights are written as soon as it is trained (an attack that fails is recorded as failed and the
+    others still run); the record is written last and the partial state is removed after it."""
     selector = create_selector(spec.method, spec.params)
     device = data.pool_images.device
     memory = PeakMemory(device)
@@ -253,7 +253,7 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
                             batch_size=eval_batch_size, cross_check_images=protocol.cross_check_images,
                             headline_eps=protocol.headline_eps, cascade=protocol.cascade,
                             cross_check_eps=protocol.cross_check_eps or None, full_test=full_test(data),
-                            test_sha256=test_sha256(data.test_images, data.test_labels))
+                            test_sha256=test_sha256(data.test_images, data.test_labels), saved=spec.partial)
 
     arrays = {"pool_indices": selection.indices, "train_indices": pool_indices[selection.indices]}
     if selection.weights is not None:

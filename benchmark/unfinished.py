@@ -3,7 +3,8 @@
 A standard run trains for minutes and is then attacked for minutes: a window of fixed length often ends with
 runs whose model is trained and whose attacks are under way. Their saved state (`RunSpec.partial`: the sealed
 selection and the last epoch's checkpoint) is packed, one archive per run named after its record, for the next
-window to unpack: the run resumes after its training (the same weights, bit for bit) and goes on to the attacks.
+window to unpack: the run resumes after its training (the same weights, bit for bit) and after the attacks it
+had finished (`benchmark.evaluation.progress`), and goes on with the rest.
 
 Only runs whose training has finished are carried: a checkpoint taken mid-training also holds the optimizer's
 momentum, as large again as the weights, and MobileNetV2-1.0's would not fit in the 16 MiB one file back from
@@ -24,7 +25,8 @@ from benchmark.storage import atomic_write, read_checkpoint
 
 log = logging.getLogger("benchmark")
 SUFFIX = ".tar.gz"
-MEMBER = re.compile(r"(selection\.sealed|lr[0-9]+\.checkpoint)")  # what `run_one` keeps in a run's partial state
+# what `run_one` keeps in a run's partial state: the selection, a checkpoint per lr, each finished attack
+MEMBER = re.compile(r"(selection\.sealed|lr[0-9]+\.checkpoint|attack[0-9]+\.sealed)")
 MEMBER_LIMIT = 64 * 2 ** 20
 
 

@@ -590,3 +590,45 @@ def test_the_cross_check_is_exact_on_the_cpu_and_allows_float_noise_on_a_gpu():
     # on 500 images: 5 images on a GPU, where the H200 measured gaps of 1 and 2; nothing on the CPU
     points, images = build(AttackSpec("pgd")).tolerance(gpu)
     assert max(points / 100 * 500, images) == 5 and max(0.1 / 100 * 500, 0) < 1
+
+
+def test_an_evaluation_stopped_between_attacks_resumes_after_the_last_finished_one(tmp_path, monkeypatch):
+    """Each finished attack is saved as it ends; a resumed evaluation reads those back (it does not run them
+    again), runs the rest, and measures what an uninterrupted one does: entries, radii, worst case, checks and
+    the gallery. A saved attack of another model is not reused."""
+    model = tiny_model(5, seed=3)
+    uint8, labels = _right_uint8(model, 40)
+    suite = [AttackSpec("fgsm", {}, (0.05, 0.2)), AttackSpec("bim", {"steps": 3}, (0.05, 0.2)),
+             AttackSpec("apgd", {"steps": 4}, (0.05, 0.2))]
+    settings = dict(seed=0, batch_size=16, cross_check_images=4, gallery=4, cascade=True)
+    whole = evaluate(model, uint8, labels, suite, **settings)
+
+    import benchmark.evaluation as evaluation
+
+    real = evaluation.run_attack
+
+    def stop_at_apgd(model, images, labels, spec, *args, **kwargs):
+        if spec.name == "apgd":
+            raise KeyboardInterrupt  # the end of a GPU window, during the third attack
+        return real(model, images, labels, spec, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "run_attack", stop_at_apgd)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(model, uint8, labels, suite, saved=tmp_path, **settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attack0.sealed", "attack1.sealed"]
+    monkeypatch.undo()
+    counted = []
+    monkeypatch.setattr(evaluation, "run_attack", lambda model, images, labels, spec, *args, **kwargs:
+                        counted.append(spec.name) or real(model, images, labels, spec, *args, **kwargs))
+    resumed = evaluate(model, uint8, labels, suite, saved=tmp_path, **settings)
+    assert counted == ["apgd"]
+    assert resumed.attacks == whole.attacks and resumed.worst_case == whole.worst_case
+    assert resumed.checks == whole.checks and resumed.evaluation.radii == whole.evaluation.radii
+    assert resumed.gallery.keys() == whole.gallery.keys()
+    assert all(np.array_equal(resumed.gallery[k], whole.gallery[k]) for k in whole.gallery if k != "attack")
+    assert resumed.gallery["attack"] == whole.gallery["attack"] == "fgsm"
+
+    other = tiny_model(5, seed=4)  # another model's saved attacks are not its results
+    counted.clear()
+    evaluate(other, uint8, labels, suite, saved=tmp_path, **settings)
+    assert counted == ["fgsm", "bim", "apgd"]

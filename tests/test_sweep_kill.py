@@ -1,6 +1,7 @@
 """Reliability of sweeps, end to end in subprocesses: a sweep SIGKILLed at 5 random moments and restarted
 each time ends with the records of an uninterrupted sweep (same runs, selections and accuracies, no
-partial or duplicate files), and two uninterrupted sweeps from empty caches agree exactly (CPU)."""
+partial or duplicate files). Both start from empty caches, so the same comparison also shows that two sweeps
+from scratch agree exactly (CPU); a third, uninterrupted one would check nothing more for 50 s of CI."""
 
 import json
 import signal
@@ -75,13 +76,6 @@ def test_the_grid_has_8_runs_and_the_dry_run_of_a_finished_sweep_says_all_done(u
     assert "sweep of 8 run(s): 4 method(s) x 2 fraction(s) x 1 seed(s)" in dry.stdout
     assert "8 done, 0 partly done" in dry.stdout and "proxies: none to train" in dry.stdout
     assert sum(line.startswith("done ") for line in dry.stdout.splitlines()) == 8
-
-
-def test_two_sweeps_from_empty_caches_give_identical_selections_and_accuracies(uninterrupted, tmp_path):
-    out, _, _, _ = uninterrupted
-    _sweep(tmp_path / "out", tmp_path / "cache")
-    assert _files(tmp_path / "out") == _files(out)
-    assert _outcome(tmp_path / "out") == _outcome(out)
 
 
 def test_a_sweep_killed_at_5_random_moments_ends_with_the_uninterrupted_records(uninterrupted, tmp_path):

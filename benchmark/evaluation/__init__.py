@@ -15,12 +15,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from benchmark.errors import UserError, failure_line
+from benchmark.evaluation import progress
 from benchmark.evaluation.checks import (
     eps0_check,
     failure_flags,
@@ -81,10 +83,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
              seed: int, batch_size: int | None = None, cross_check_images: int = 16,
              gallery: int = GALLERY_IMAGES, headline_eps: float = 8 / 255, test_sha256: str = "",
              cascade: bool = False, cross_check_eps: tuple[float, ...] | None = None,
-             full_test: tuple[torch.Tensor, torch.Tensor, str] | None = None) -> Measured:
+             full_test: tuple[torch.Tensor, torch.Tensor, str] | None = None,
+             saved: Path | None = None) -> Measured:
     """Clean accuracy, every attack of `suite` with its cross-check (at every eps, or at `cross_check_eps`), the
     radii, the worst case and the sanity checks, for uint8 test `images` (N x 3 x H x W) on the model's device;
-    `full_test`: (images, labels, sha256) of the whole test split, classified clean only."""
+    `full_test`: (images, labels, sha256) of the whole test split, classified clean only. `saved`: a folder
+    where each attack's result is saved as it finishes, and found there again on a resume
+    (`benchmark.evaluation.progress`)."""
     model.eval()
     started = time.perf_counter()
     batch_size = batch_size or default_batch_size(model, images.device, tuple(images.shape[1:]))
@@ -109,32 +114,41 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
     right = np.flatnonzero(clean_correct)
     failures = []
     guard = WeightsGuard(model)
-    for spec in suite:
-        try:
+    settings = {"batch_size": batch_size, "cross_check_images": cross_check_images, "cascade": cascade,
+                "cross_check_eps": list(cross_check_eps) if cross_check_eps is not None else None,
+                "gallery": gallery, "headline_eps": headline_eps}
+    resumed_seconds = 0.0  # of the attacks a resumed evaluation found finished
+    for index, spec in enumerate(suite):
+        identity = progress.identity(spec, weights=guard.digest, test_sha256=test_sha256, seed=seed,
+                                     settings=settings)
+        finished = progress.load(saved, index, identity) if saved is not None else None
+        if finished is not None:
+            log.info("%s: finished before this resume (%s)", spec.name, progress.path_of(saved, index).name)
+            resumed_seconds += finished.seconds + finished.cross_check_seconds
+        else:
             threat = build(spec).threat
             attacked = {eps: survivors[(threat, eps)] for eps in spec.eps} \
                 if cascade and all((threat, eps) in survivors for eps in spec.eps) else None
-            with guard.watching(spec.name):
-                result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
-                                    checked=checked, keep=shown_positions if spec is shown_spec else None,
-                                    attacked=attacked, cross_check_eps=cross_check_eps)
-                checks += eps0_check(model, images, labels, result.attack, right, seed)
-            checks.append(report_check(result))
-        except Exception as error:  # one attack's failure is recorded; the rest of the suite still runs
-            failures.append(AttackFailure(name=spec.name, params=build(spec).params(), eps=tuple(spec.eps),
-                                          reason=_reason(spec, error)))
-            log.warning("WARNING: %s failed and is recorded as failed: %s", spec.name, failures[-1].reason)
+            finished = _one_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
+                                   checked=checked, shown=(shown_positions if spec is shown_spec else None),
+                                   attacked=attacked, cross_check_eps=cross_check_eps, guard=guard, right=right,
+                                   headline_eps=headline_eps)
+            if saved is not None:
+                progress.save(saved, index, identity, finished)
+        checks += finished.checks
+        if finished.failure is not None:
+            failures.append(finished.failure)
             continue
-        entries += result.entries
-        if result.radii is not None:
-            radii = np.minimum(radii, result.radii)
-        for entry in result.entries:
+        entries += finished.entries
+        if finished.radii is not None:
+            radii = np.minimum(radii, finished.radii)
+        for entry in finished.entries:
             robust = unpack_mask(entry.robust, len(images))
             key = (entry.threat_model, entry.eps)
             survivors[key] = survivors[key] & robust if key in survivors else robust
-        seconds[spec.name], cross_seconds[spec.name] = result.seconds, result.cross_check_seconds
-        if spec is shown_spec and len(shown_positions):
-            shown = gallery_arrays(model, images, labels, spec, result.kept, shown_positions, headline_eps)
+        seconds[spec.name], cross_seconds[spec.name] = finished.seconds, finished.cross_check_seconds
+        if finished.gallery is not None:
+            shown = finished.gallery
     tick = time.perf_counter()
     working = [spec for spec in suite if spec.name not in {failure.name for failure in failures}]
     checks += large_eps_check(model, images, labels, working, clean_correct, seed=seed, batch_size=batch_size)
@@ -146,11 +160,36 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, suite
         test_size=len(images), clean_correct=pack_mask(clean_correct), batch_size=batch_size,
         cross_check_images=int(len(checked)),
         seconds=EvaluationSeconds(clean=clean_seconds, checks=check_seconds, attacks=seconds,
-                                  cross_checks=cross_seconds, total=time.perf_counter() - started),
+                                  cross_checks=cross_seconds,
+                                  total=time.perf_counter() - started + resumed_seconds),
         test_sha256=test_sha256, radii=pack_radii(radii) if linf else None, full_test=full)
     share = float(np.bincount(predictions).max() / len(images)) if len(images) else 0.0
     return Measured(float(clean_correct.mean()), evaluation, tuple(entries), worst, tuple(checks), share, shown,
                     tuple(failures))
+
+
+def _one_attack(model, images, labels, spec: AttackSpec, clean_correct: np.ndarray, *, seed: int, batch_size: int,
+                checked: np.ndarray, shown: np.ndarray | None, attacked: dict | None,
+                cross_check_eps: tuple[float, ...] | None, guard: WeightsGuard, right: np.ndarray,
+                headline_eps: float) -> progress.Finished:
+    """One attack of the suite with its checks (and the gallery's arrays when it is the one shown), or its
+    failure: an attack that fails is recorded as failed and the rest of the suite still runs."""
+    checks = []
+    try:
+        with guard.watching(spec.name):
+            result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
+                                checked=checked, keep=shown, attacked=attacked, cross_check_eps=cross_check_eps)
+            checks += eps0_check(model, images, labels, result.attack, right, seed)
+        checks.append(report_check(result))
+    except Exception as error:
+        failure = AttackFailure(name=spec.name, params=build(spec).params(), eps=tuple(spec.eps),
+                                reason=_reason(spec, error))
+        log.warning("WARNING: %s failed and is recorded as failed: %s", spec.name, failure.reason)
+        return progress.Finished(checks=tuple(checks), failure=failure)
+    gallery = gallery_arrays(model, images, labels, spec, result.kept, shown, headline_eps) \
+        if shown is not None and len(shown) else None
+    return progress.Finished(entries=result.entries, checks=tuple(checks), seconds=result.seconds,
+                             cross_check_seconds=result.cross_check_seconds, radii=result.radii, gallery=gallery)
 
 
 class WeightsGuard:
