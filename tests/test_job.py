@@ -161,3 +161,16 @@ def test_a_carried_state_that_is_not_one_stops_the_job_in_one_line(board, tmp_pa
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "not a carried run state" in error and "'../../escape.txt'" in error
     assert not (tmp_path / "escape.txt").exists() and not list(tmp_path.glob("window/*.json"))
+
+
+def test_a_carried_run_is_expected_to_take_its_attacks_not_its_training(board):
+    """A run resumed after its training must not be held back by a training it will not do: at the end of a
+    window it may still fit."""
+    from benchmark.job import Estimate
+
+    record = Record.parse(sorted((board / "board").glob("random*.json"))[0].read_text())
+    estimate = Estimate()
+    estimate.add(record)
+    whole, carried = estimate.seconds(record.fraction), estimate.seconds(record.fraction, trained=True)
+    assert record.training.seconds > 0
+    assert carried == pytest.approx(whole - record.training.seconds)
