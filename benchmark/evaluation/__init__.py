@@ -176,11 +176,9 @@ def _one_attack(model, images, labels, spec: AttackSpec, clean_correct: np.ndarr
     failure: an attack that fails is recorded as failed and the rest of the suite still runs."""
     checks = []
     try:
-        with guard.watching(spec.name):
-            result = run_attack(model, images, labels, spec, clean_correct, seed=seed, batch_size=batch_size,
-                                checked=checked, keep=shown, attacked=attacked, cross_check_eps=cross_check_eps)
-            checks += eps0_check(model, images, labels, result.attack, right, seed)
-        checks.append(report_check(result))
+        result = _checked_attack(model, images, labels, spec, clean_correct, guard, right, checks, seed=seed,
+                                 batch_size=batch_size, checked=checked, keep=shown, attacked=attacked,
+                                 cross_check_eps=cross_check_eps)
     except Exception as error:
         failure = AttackFailure(name=spec.name, params=build(spec).params(), eps=tuple(spec.eps),
                                 reason=_reason(spec, error))
@@ -190,6 +188,17 @@ def _one_attack(model, images, labels, spec: AttackSpec, clean_correct: np.ndarr
         if shown is not None and len(shown) else None
     return progress.Finished(entries=result.entries, checks=tuple(checks), seconds=result.seconds,
                              cross_check_seconds=result.cross_check_seconds, radii=result.radii, gallery=gallery)
+
+
+def _checked_attack(model, images, labels, spec: AttackSpec, clean_correct: np.ndarray, guard: WeightsGuard,
+                    right: np.ndarray, checks: list, *, seed: int, **options):
+    """`run_attack` under the weights guard, then its eps-0 and self-report checks, appended to `checks` as they
+    are made (the suite keeps those made before a failure)."""
+    with guard.watching(spec.name):
+        result = run_attack(model, images, labels, spec, clean_correct, seed=seed, **options)
+        checks += eps0_check(model, images, labels, result.attack, right, seed)
+    checks.append(report_check(result))
+    return result
 
 
 class WeightsGuard:
@@ -245,12 +254,11 @@ def reevaluate(record: Record, model: nn.Module, images: torch.Tensor, labels: t
     has checked that the model still classifies them so), with its cross-check, eps-0 check and self-report."""
     clean_correct = record.clean_mask()
     batch_size = batch_size or default_batch_size(model, images.device, tuple(images.shape[1:]))
-    with WeightsGuard(model).watching(spec.name):
-        measured = run_attack(model, images, labels, spec, clean_correct, seed=record.seed, batch_size=batch_size,
-                              checked=cross_check_positions(clean_correct, cross_check_images, record.seed))
-        checks = tuple(eps0_check(model, images, labels, measured.attack, np.flatnonzero(clean_correct),
-                                  record.seed))
-    return Added(spec, measured.entries, checks + (report_check(measured),), measured.radii)
+    checks = []
+    measured = _checked_attack(model, images, labels, spec, clean_correct, WeightsGuard(model),
+                               np.flatnonzero(clean_correct), checks, seed=record.seed, batch_size=batch_size,
+                               checked=cross_check_positions(clean_correct, cross_check_images, record.seed))
+    return Added(spec, measured.entries, tuple(checks), measured.radii)
 
 
 def merge(record: Record, added: Added) -> Record:
