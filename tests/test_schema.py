@@ -4,6 +4,7 @@ hostile content (duplicate keys, control characters, surrogates, huge integers, 
 and output."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -261,3 +262,27 @@ def test_published_schema_files_are_valid_json_schemas():
         schema = json.loads(schema_file(version).read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["properties"]["schema"]["const"] == f"coreset-bench/run/{version}"
+
+
+def test_validate_reads_a_cross_check_tolerance_against_the_attack_registry(tmp_path, capsys):
+    # a record states the tolerance its cross-checks used; one that widens it to pass a gap is refused, even though
+    # the gap is within what it states
+    genuine = next(path for path in sorted(Path(__file__).parents[1].glob("*/cifar10-cpu/random__*f0.1__s0*.json"))
+                   if json.loads(path.read_text())["schema"] == "coreset-bench/run/5")
+    record = json.loads(genuine.read_text())
+    index, entry = next((i, a) for i, a in enumerate(record["attacks"]) if a["cross_check"] and a["name"] == "fgsm")
+    assert record["environment"]["device"] == "cpu" and entry["cross_check"]["tolerance_points"] == 0.1
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / genuine.name).write_text(json.dumps(record))
+    assert main(["validate", str(folder)]) == 0
+    check = entry["cross_check"]
+    check["tolerance_points"], check["tolerance_images"] = 50.0, 4
+    check["reference_accuracy"] = max(0.0, check["accuracy"] - 3 / check["images"])
+    (folder / genuine.name).write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["validate", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"{folder / genuine.name}: attacks[{index}].cross_check: states a tolerance of 50 points or 4 "
+                      f"images, more than fgsm allows on cpu (0.1 points or 0 images)")
+    assert err[-1] == "error: 1 problem(s) in 1 of 1 record file(s)"

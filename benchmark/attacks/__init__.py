@@ -314,3 +314,25 @@ def uniform_linf_start(images: torch.Tensor, eps: float, generator: torch.Genera
     noise = random_draw(tuple(images.shape), lambda t, g: t.uniform_(-eps, eps, generator=g), generator=generator,
                         seeds=seeds, device=images.device)
     return (images + noise).clamp(0, 1)
+
+
+def tolerance_problems(record) -> list[tuple[str, str]]:
+    """Cross-checks whose recorded tolerance is larger than the registered attack allows on the record's device:
+    a record states the tolerance its check used, so that `validate` can read the gap against it, and this is
+    what keeps a record from widening it. Attacks this checkout does not register (another's plug-in) are not
+    read."""
+    device = torch.device("cpu" if (record.environment.device or "cpu") == "cpu" else "cuda")
+    problems = []
+    for i, result in enumerate(record.attacks):
+        check = result.cross_check
+        if check is None or result.name not in available_attacks():
+            continue
+        try:
+            points, images = create_attack(result.name, result.params).tolerance(device)
+        except Exception:  # parameters this version no longer takes: the consistency rules still apply
+            continue
+        if check.tolerance_points > points + 1e-9 or check.tolerance_images > images:
+            problems.append((f"attacks[{i}].cross_check", f"states a tolerance of {check.tolerance_points:g} points "
+                             f"or {check.tolerance_images} images, more than {result.name} allows on "
+                             f"{device.type} ({points:g} points or {images} images)"))
+    return problems
