@@ -12,7 +12,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from benchmark.leaderboard.aggregate import FULL, WORST, Group, table1
+from benchmark.leaderboard.aggregate import FULL, WORST, Group, params_text, table1
 from benchmark.leaderboard.figures import beyond_accuracy_svgs, gallery_view, method_colors, robustness_svgs
 from benchmark.leaderboard.statistics import (
     BETTER,
@@ -183,13 +183,19 @@ def caveats(group: Group) -> list[str]:
         lines.append("Version 1 records: FGSM alone, and an image wrong when clean but classified correctly under "
                      "attack counts as robust, so robustness is overstated (and can rise with eps).")
     else:
-        attacks = ", ".join(name for name in group.attacks if name != WORST)
+        # the suite as the protocol states it: a cascade's later attacks have no columns of their own, yet the
+        # worst case is theirs too
+        suite = [f"{spec.name} ({params_text(spec.params)})" if spec.params else spec.name
+                 for spec in group.protocol.attacks or ()] or [n for n in group.attacks if n != WORST]
+        attacks = ", ".join(dict.fromkeys(suite))
         lines.append(f"Robust accuracy counts an image only if it is classified correctly both clean and under "
                      f"attack; the worst case is over {attacks}, image by image. Ranked by the worst case at "
                      f"{eps_text(group.headline_eps)}.")
         if facts.get("cross_check_images"):
+            where = ("per eps" if not group.protocol.cross_check_eps else
+                     "at " + ", ".join(eps_text(e) for e in group.protocol.cross_check_eps))
             lines.append(f"Every attack was cross-checked against an independent implementation on "
-                         f"{facts['cross_check_images']} images per eps in every run (a disagreement beyond its "
+                         f"{facts['cross_check_images']} images {where} in every run (a disagreement beyond its "
                          f"tolerance fails the run).")
     if len(facts["packages"]) > 1 or len([c for c in facts["commits"] if c]) > 1:
         commits = [c[:8] for c in facts["commits"] if c]

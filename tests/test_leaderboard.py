@@ -607,3 +607,19 @@ def test_clean_accuracy_on_the_whole_test_split_is_what_the_board_compares_and_s
     assert sorted(group.runs["clean"]) == [0.40, 0.41]  # not the attacked subset's 0.5
     (line,) = [c for c in caveats(group) if c.startswith("Scale:")]
     assert "a test set of 200 images attacked" in line and "clean accuracy on all 10000 test images" in line
+
+
+def test_a_cascaded_suite_is_named_whole_in_the_caveats(tmp_path):
+    # a cascade's later attacks have no columns of their own (their entries are the running worst case), but the
+    # worst case is theirs too: the caveat names every attack of the suite with its settings, and the eps the
+    # cross-checks ran at
+    genuine = next(path for path in sorted(REPO.glob("*/cifar10-cpu/random__*f0.1__s0*.json"))
+                   if json.loads(path.read_text())["schema"] == "coreset-bench/run/5")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / genuine.name).write_text(genuine.read_text())
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    assert group.protocol.cascade and WORST in group.attacks and "apgd-t" not in group.attacks
+    text = "\n".join(caveats(group))
+    assert ('the worst case is over fgsm, apgd (losses="ce", steps=20), apgd-t (steps=20, targets=3), image by '
+            'image') in text
+    assert "on 8 images at 2/255 in every run" in text
