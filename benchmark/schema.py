@@ -204,10 +204,11 @@ def find_record_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return found, problems
 
 
-def load_records(paths: Iterable[Path], *, allow_empty: bool = False) -> list[RecordFile]:
+def load_records(paths: Iterable[Path], *, allow_empty: bool = False, registry: bool = False) -> list[RecordFile]:
     """Reads and checks every record under `paths`; raises `SchemaError` listing every problem of every
     file (unparseable files, schema violations, duplicate runs, links) when there is any. No record at all is
-    a `UserError` unless `allow_empty`."""
+    a `UserError` unless `allow_empty`. `registry`: also read what the records state against this checkout's
+    attack registry (`validate`; it imports torch, which the pages never do)."""
     paths = list(paths)
     files, problems = find_record_files(paths)
     if not files and not problems and not allow_empty:
@@ -217,14 +218,25 @@ def load_records(paths: Iterable[Path], *, allow_empty: bool = False) -> list[Re
     links = bad_files = len(problems)
     for path in files:
         before = len(problems)
-        _read_one(path, problems, records, seen)
+        _read_one(path, problems, records, seen, registry)
         bad_files += len(problems) > before
     if problems:
         raise SchemaError(problems, bad_files, len(files) + links)
     return records
 
 
-def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: dict[str, Path]) -> None:
+def _tolerance_problems(record: Record) -> list[tuple[str, str]]:
+    """Cross-check tolerances read against the attack registry, where torch is installed (validate in the pages'
+    environment, which has none, checks the records' own consistency only)."""
+    try:
+        from benchmark.attacks import tolerance_problems
+    except ImportError:
+        return []
+    return tolerance_problems(record)
+
+
+def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: dict[str, Path],
+              registry: bool = False) -> None:
     try:
         text = read_regular(path, MAX_RECORD_BYTES).decode("utf-8")
     except UnicodeDecodeError as error:
@@ -249,6 +261,8 @@ def _read_one(path: Path, problems: list[str], records: list[RecordFile], seen: 
     problems.extend(found)
     if record is None:
         return
+    if registry:
+        problems.extend(f"{path}: {field}: {message}" for field, message in _tolerance_problems(record))
     key = record.run_key()
     if key in seen:
         problems.append(f"{path}: duplicate run: same method, method_params, dataset, model, preset, protocol, "
