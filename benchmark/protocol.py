@@ -55,7 +55,8 @@ class Protocol:
     # the worst case is the same, image by image, at a fraction of the work; per-attack accuracies are then not
     # measured (records mark those entries `cascaded`)
     cascade: bool = False
-    # the L-infinity eps the cross-checks run at (empty: every eps); an attack's code is the same at every eps
+    # the L-infinity eps the cross-checks run at (empty: every eps; an attack of another norm is checked at each of
+    # its own); an attack's code is the same at every eps
     cross_check_eps: tuple[float, ...] = ()
     # clean accuracy on the whole test split as well, when `test_per_class` attacks a subset of it (power for
     # clean comparisons costs one forward pass per test image)

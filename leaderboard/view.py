@@ -194,6 +194,8 @@ def caveats(group: Group) -> list[str]:
         if facts.get("cross_check_images"):
             where = ("per eps" if not group.protocol.cross_check_eps else
                      "at " + ", ".join(eps_text(e) for e in group.protocol.cross_check_eps))
+            if group.protocol.cross_check_eps and any(threat != "Linf" for _, threat, _ in group.measures):
+                where += " (L-infinity attacks; the others at each of their eps)"
             lines.append(f"Every attack was cross-checked against an independent implementation on "
                          f"{facts['cross_check_images']} images {where} in every run (a disagreement beyond its "
                          f"tolerance fails the run).")

@@ -570,11 +570,14 @@ def test_cross_checks_run_at_the_chosen_eps_only_and_clean_accuracy_on_the_whole
     whole_labels = torch.randint(0, 5, (100,), generator=generator)
     with torch.no_grad():
         expected = int((model(whole.float() / 255).argmax(1) == whole_labels).sum())
-    suite = [AttackSpec("fgsm", {}, (0.05, 0.2)), AttackSpec("pgd", {"steps": 3}, (0.05, 0.2))]
+    # the chosen eps are L-infinity ones: an attack of another norm is checked at each of its own eps
+    suite = [AttackSpec("fgsm", {}, (0.05, 0.2)), AttackSpec("pgd", {"steps": 3}, (0.05, 0.2)),
+             AttackSpec("pgd-l2", {"steps": 3}, (0.1, 0.5))]
     result = evaluate(model, uint8, labels, suite, seed=0, batch_size=16, cross_check_images=4, gallery=0,
                       cross_check_eps=(0.05,), full_test=(whole, whole_labels, "ab" * 32))
     assert [(a.name, a.eps, a.cross_check is not None) for a in result.attacks] == [
-        ("fgsm", 0.05, True), ("fgsm", 0.2, False), ("pgd", 0.05, True), ("pgd", 0.2, False)]
+        ("fgsm", 0.05, True), ("fgsm", 0.2, False), ("pgd", 0.05, True), ("pgd", 0.2, False),
+        ("pgd-l2", 0.1, True), ("pgd-l2", 0.5, True)]
     full = result.evaluation.full_test
     assert (full.size, full.correct_images, full.sha256) == (100, expected, "ab" * 32)
     assert result.clean_accuracy == 1.0  # the attacked test set stays what it was

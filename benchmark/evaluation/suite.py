@@ -2,10 +2,10 @@
 
 - An image counts as robust to an attack at an eps only if the model classifies it correctly when clean and
   under that attack. Every attack runs on the clean-correct images only (the others are not robust).
-- Cross-check: each attack at each eps (or at the protocol's `cross_check_eps`), on `cross_check_images`
-  clean-correct images (the same ones for every attack), is run in-house without its early stop and by its
-  independent `reference` from the same random start, in one batch of exactly those images for both; their
-  accuracies on those images must agree within the attack's tolerance or the run fails.
+- Cross-check: each attack at each eps (or, for L-infinity attacks, at the protocol's `cross_check_eps`), on
+  `cross_check_images` clean-correct images (the same ones for every attack), is run in-house without its early
+  stop and by its independent `reference` from the same random start, in one batch of exactly those images for
+  both; their accuracies on those images must agree within the attack's tolerance or the run fails.
 - Radii: an image's radius is the smallest eps of the grid at which some L-infinity attack of the suite fooled
   it (an upper bound on its minimal adversarial perturbation, at the grid's resolution; `benchmark.record`). The
   attacks' perturbations sit on the ball's surface (the sign steps of FGSM and APGD), so their own sizes would
@@ -182,7 +182,7 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
     entries = tuple(AttackResult(name=spec.name, threat=attack.threat, eps=eps, params=attack.params(),
                                  accuracy=float(robust[eps].mean()), robust=pack_mask(robust[eps]),
                                  cross_check=cross_check(model, attack, images, labels, checked, eps, seed)
-                                 if len(checked) and checked_at(eps, cross_check_eps) else None,
+                                 if len(checked) and checked_at(eps, attack.threat, cross_check_eps) else None,
                                  cascaded=True if attacked is not None and not attacked[eps].all() else None)
                     for eps in spec.eps)
     cross_seconds = time.perf_counter() - tick
@@ -192,8 +192,11 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spe
     return AttackRun(spec, attack, entries, seconds, cross_seconds, kept, disagreements, len(right), radii)
 
 
-def checked_at(eps: float, cross_check_eps: tuple[float, ...] | None) -> bool:
-    return cross_check_eps is None or any(math.isclose(eps, e, rel_tol=1e-9) for e in cross_check_eps)
+def checked_at(eps: float, threat: str, cross_check_eps: tuple[float, ...] | None) -> bool:
+    """Whether an attack of this threat is cross-checked at eps: the chosen eps are L-infinity ones (on the grid);
+    an attack of another norm is checked at each of its own."""
+    return cross_check_eps is None or threat != "Linf" or any(math.isclose(eps, e, rel_tol=1e-9)
+                                                              for e in cross_check_eps)
 
 
 def attack_batch(model, images, labels, attack: Attack, eps_values: list[float], positions: np.ndarray, *,
