@@ -187,7 +187,7 @@ def caveats(group: Group) -> list[str]:
         # worst case is theirs too
         suite = [f"{spec.name} ({params_text(spec.params)})" if spec.params else spec.name
                  for spec in group.protocol.attacks or ()] or [n for n in group.attacks if n != WORST]
-        attacks = ", ".join(dict.fromkeys(suite))
+        attacks = ", ".join(suite)  # the protocol lists each attack once
         lines.append(f"Robust accuracy counts an image only if it is classified correctly both clean and under "
                      f"attack; the worst case is over {attacks}, image by image. Ranked by the worst case at "
                      f"{eps_text(group.headline_eps)}.")
