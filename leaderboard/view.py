@@ -163,6 +163,13 @@ def fgsm_rises(group: Group) -> int:
     return count
 
 
+def suite(group: Group) -> list[str]:
+    """The attacks of the suite as the protocol states them, each once with its settings: a cascade's later attacks
+    have no columns of their own, yet the worst case is theirs too."""
+    return ([f"{spec.name} ({params_text(spec.params)})" if spec.params else spec.name
+             for spec in group.protocol.attacks or ()] or [n for n in group.attacks if n != WORST])
+
+
 def caveats(group: Group) -> list[str]:
     """What a reader must know before trusting the section's numbers, stated where the numbers are."""
     facts = group.facts
@@ -183,11 +190,7 @@ def caveats(group: Group) -> list[str]:
         lines.append("Version 1 records: FGSM alone, and an image wrong when clean but classified correctly under "
                      "attack counts as robust, so robustness is overstated (and can rise with eps).")
     else:
-        # the suite as the protocol states it: a cascade's later attacks have no columns of their own, yet the
-        # worst case is theirs too
-        suite = [f"{spec.name} ({params_text(spec.params)})" if spec.params else spec.name
-                 for spec in group.protocol.attacks or ()] or [n for n in group.attacks if n != WORST]
-        attacks = ", ".join(suite)  # the protocol lists each attack once
+        attacks = ", ".join(suite(group))
         lines.append(f"Robust accuracy counts an image only if it is classified correctly both clean and under "
                      f"attack; the worst case is over {attacks}, image by image. Ranked by the worst case at "
                      f"{eps_text(group.headline_eps)}.")
@@ -297,7 +300,7 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
                         "rows": [{"label": r.label, "offset": r.text, "verdict": r.verdict, "runs": r.runs}
                                  for r in fit.offsets]}
                        for fit, svg in zip(group.beyond_accuracy, beyond_accuracy_svgs(group, order, colors))],
-            "attacks": [a for a in group.attacks if a != WORST], "study": study_view(group),
+            "suite": suite(group), "study": study_view(group),
             "flag_legend": flag_legend,
             "protocol": json.dumps(group.protocol.to_json(), sort_keys=True)}
 

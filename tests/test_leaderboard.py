@@ -623,3 +623,8 @@ def test_a_cascaded_suite_is_named_whole_in_the_caveats(tmp_path):
     assert ('the worst case is over fgsm, apgd (losses="ce", steps=20), apgd-t (steps=20, targets=3), image by '
             'image') in text
     assert "on 8 images at 2/255 in every run" in text
+    # and so does the page's list of facts (before, "attacks: fgsm", the only attack with columns)
+    build_site([tmp_path / "in"], tmp_path / "site", include_unpublished=True)
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert re.search(r"<dt>attacks</dt><dd>fgsm, apgd \(losses=\S+ce\S+, steps=20\), "
+                     r"apgd-t \(steps=20, targets=3\); ", page)
