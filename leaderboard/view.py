@@ -136,21 +136,34 @@ def resolution(group: Group) -> list[str]:
     """What the section can resolve: per measure, the median smallest difference against Random its comparisons
     detect (80 % power, Holm's family level), the verdicts' tally, and the seeds a 2-point difference needs."""
     lines = []
+    summary = group.summary
+    complete = summary["n"] == summary.groupby("fraction")["n"].transform("max")  # the ranking's family
     for name, words in (("headline", f"worst case at {eps_text(group.headline_eps)}"), ("clean", "clean accuracy")):
-        found = [v for v in group.summary[f"vs_random_{name}"] if v is not None and v.comparison.n >= 2]
-        if not found:
-            continue
-        detectable = float(np.median([v.comparison.detectable for v in found]))
-        sd = float(np.median([v.comparison.sd for v in found]))
-        kinds = {kind: sum(1 for v in found if v.kind == kind) for kind in (BETTER, WORSE, EQUIVALENT, NOT_RESOLVED)}
-        tally = ", ".join(f"{count} {kind if kind != EQUIVALENT else 'bounded'}" for kind, count in kinds.items()
-                          if count)
-        needed = required_seeds(sd, 0.02, family_size=found[0].comparison.family_size) if sd > 0 else 2
-        lines.append(f"{words[0].upper() + words[1:]} against Random: the comparisons detect differences of "
-                     f"{100 * detectable:.1f} points or more (median; 80 % power after Holm's correction), so of "
-                     f"{len(found)} comparisons {tally}; a 2-point difference would need about {needed} seeds per "
-                     f"method at this spread ({100 * sd:.1f} points between seeds).")
+        found = [(v, full) for v, full in zip(summary[f"vs_random_{name}"], complete)
+                 if v is not None and v.comparison.n >= 2]
+        ranked = [v for v, full in found if full]
+        fewer = [v for v, full in found if not full]
+        if ranked:
+            sd = float(np.median([v.comparison.sd for v in ranked]))
+            needed = required_seeds(sd, 0.02, family_size=ranked[0].comparison.family_size) if sd > 0 else 2
+            lines.append(f"{words[0].upper() + words[1:]} against Random: the comparisons detect differences of "
+                         f"{_detectable(ranked)} points or more (median; 80 % power after Holm's correction), so of "
+                         f"{len(ranked)} comparisons {_tally(ranked)}; a 2-point difference would need about {needed} "
+                         f"seeds per method at this spread ({100 * sd:.1f} points between seeds).")
+        if fewer:
+            lines.append(f"{words[0].upper() + words[1:]}, rows with fewer seeds (shown, not ranked; a family of their "
+                         f"own): the comparisons detect {_detectable(fewer)} points or more (median), so of "
+                         f"{len(fewer)} comparisons {_tally(fewer)}.")
     return lines
+
+
+def _detectable(found: list[Verdict]) -> str:
+    return f"{100 * float(np.median([v.comparison.detectable for v in found])):.1f}"
+
+
+def _tally(found: list[Verdict]) -> str:
+    kinds = {kind: sum(1 for v in found if v.kind == kind) for kind in (BETTER, WORSE, EQUIVALENT, NOT_RESOLVED)}
+    return ", ".join(f"{count} {kind if kind != EQUIVALENT else 'bounded'}" for kind, count in kinds.items() if count)
 
 
 def fgsm_rises(group: Group) -> int:

@@ -628,3 +628,26 @@ def test_a_cascaded_suite_is_named_whole_in_the_caveats(tmp_path):
     page = (tmp_path / "site" / "index.html").read_text()
     assert re.search(r"<dt>attacks</dt><dd>fgsm, apgd \(losses=\S+ce\S+, steps=20\), "
                      r"apgd-t \(steps=20, targets=3\); ", page)
+
+
+def test_rows_with_fewer_seeds_are_a_family_of_their_own(tmp_path):
+    # the ranked rows' Holm correction counts only the ranked rows: adding methods at fewer seeds (shown, never
+    # ranked) must not weaken the ranked comparisons, and those rows are corrected among themselves
+    def steady_verdict(records):
+        write_records(tmp_path / str(len(records)), records)
+        (group,) = build_groups(load_records([tmp_path / str(len(records))]))
+        rows = group.summary.set_index("method")
+        return rows.loc["steady", "vs_random_clean"], rows, group
+
+    base = []
+    for seed in range(4):
+        base += [_seeded("random", seed, 0.5 + 0.01 * seed, 0.2), _seeded("steady", seed, 0.53 + 0.002 * seed, 0.2)]
+    alone, _, _ = steady_verdict(base)
+    extra = [_seeded(name, seed, 0.4 + 0.01 * seed, 0.2) for name in ("few", "fewer") for seed in range(3)]
+    beside, rows, group = steady_verdict(base + extra)
+    assert alone.comparison.family_size == beside.comparison.family_size == 1
+    assert beside.comparison.detectable == alone.comparison.detectable and beside.kind == alone.kind
+    assert rows.loc["few", "vs_random_clean"].comparison.family_size == 2
+    lines = "\n".join(caveats(group))
+    assert "so of 1 comparisons" in lines
+    assert "rows with fewer seeds (shown, not ranked; a family of their own)" in lines
