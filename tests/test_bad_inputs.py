@@ -237,6 +237,20 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
     assert _snapshot(out, records) == before  # nothing lost, damaged, added or left half-written
 
 
+def test_attack_on_records_that_never_kept_weights_says_so_in_one_line(tmp_path, capsys):
+    # schema-1 records (written before weights were kept) name no weights at all: a different case from named
+    # weights that are missing, and the message says what to do instead
+    from tests.records import make_record, write_records
+
+    write_records(tmp_path / "records", [make_record(seed=seed) for seed in range(2)])
+    before = _snapshot(tmp_path / "records")
+    assert main(["attack", str(tmp_path / "records"), "--attack", "pgd", "--eps", "2"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "none of the 2 record(s) has stored model weights" in error[0]
+    assert "re-run those runs" in error[0]
+    assert _snapshot(tmp_path / "records") == before
+
+
 def _record_name(argv, out):
     """The record path the sweep would write for its single random run."""
     from benchmark.protocol import preset
