@@ -225,6 +225,8 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
         row["values_headline"] = dict(zip(part["seed"], part["headline"]))
         rows.append(row)
     summary = pd.DataFrame(rows)
+    # a row with as many seeds as the most at its fraction: rankable, and in the ranking's Holm family
+    summary["complete"] = summary["n"] == summary.groupby("fraction")["n"].transform("max")
     for name in ("clean", "headline"):
         summary[f"vs_random_{name}"] = _family_verdicts(summary, name)
     summary = _ranks(summary)
@@ -251,10 +253,9 @@ def _family_verdicts(summary: pd.DataFrame, name: str) -> list[Verdict | None]:
     board, 17 methods at three seeds would have made the study's 6 comparisons at ten seeds a family of 23)."""
     found: list[Verdict | None] = [None] * len(summary)
     for _, members in summary.groupby("fraction"):
-        most = int(members["n"].max())
         compared = [i for i in members.index if summary.loc[i, f"pairs_{name}"] is not None]
-        for family in ([i for i in compared if summary.loc[i, "n"] == most],
-                       [i for i in compared if summary.loc[i, "n"] < most]):
+        for family in ([i for i in compared if summary.loc[i, "complete"]],
+                       [i for i in compared if not summary.loc[i, "complete"]]):
             if not family:
                 continue
             pairs = [summary.loc[i, f"pairs_{name}"] for i in family]
@@ -280,7 +281,7 @@ def _ranks(summary: pd.DataFrame) -> pd.DataFrame:
                 reason = "the reference (the whole pool)"
             elif n < 2:
                 reason = "one seed: no interval"
-            elif n < most:
+            elif not summary.loc[i, "complete"]:
                 reason = f"{n} of {most} seeds: incomplete"
             elif 2 * chance > n:
                 reason = f"{chance} of {n} runs at chance level"

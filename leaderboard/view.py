@@ -137,9 +137,8 @@ def resolution(group: Group) -> list[str]:
     detect (80 % power, Holm's family level), the verdicts' tally, and the seeds a 2-point difference needs."""
     lines = []
     summary = group.summary
-    complete = summary["n"] == summary.groupby("fraction")["n"].transform("max")  # the ranking's family
     for name, words in (("headline", f"worst case at {eps_text(group.headline_eps)}"), ("clean", "clean accuracy")):
-        found = [(v, full) for v, full in zip(summary[f"vs_random_{name}"], complete)
+        found = [(v, full) for v, full in zip(summary[f"vs_random_{name}"], summary["complete"])
                  if v is not None and v.comparison.n >= 2]
         ranked = [v for v, full in found if full]
         fewer = [v for v, full in found if not full]
