@@ -19,6 +19,9 @@ by hand, and nothing here imports torch or any selector. Definitions (also state
   (significant after Holm), "no difference larger than X" (equivalent within X after Holm, where X is at most
   5 points and at most Random's own mean: `equivalence_bound`), or "not resolved", with what it could detect
   (`benchmark.leaderboard.statistics`).
+- Adversarially trained sections: each row against the same method at the same fraction and seed in the
+  clean-training section with the same settings but the training, the same families and verdicts
+  (`benchmark.leaderboard.training_gain`).
 - Ranks: a bootstrap over seeds of each rankable method's mean gives its 95 % rank interval; methods whose
   intervals overlap are tied. A row is not ranked when it has fewer than two seeds, fewer seeds than the most
   any method has at that fraction, or a majority of chance-level runs (it is shown, with the reason).
@@ -35,6 +38,7 @@ import numpy as np
 import pandas as pd
 from benchmark.leaderboard.beyond_accuracy import fit_fraction
 from benchmark.leaderboard.statistics import Verdict, compare_family, rank_intervals, tied_groups, verdicts
+from benchmark.leaderboard.training_gain import Gain, counterpart, gains
 
 from benchmark.record import ProtocolSettings, Record, eps_text
 from benchmark.schema import RecordFile
@@ -157,6 +161,8 @@ class Group:
     fractions: list[float]
     facts: dict = field(default_factory=dict)
     beyond_accuracy: list = field(default_factory=list)  # a `beyond_accuracy.Fit` per fraction that has one
+    baseline: Group | None = None  # adversarially trained: the clean-training section it is compared with
+    training_gains: list[Gain] = field(default_factory=list)  # adversarially trained: each row against `baseline`
 
     @property
     def attacks(self) -> list[str]:
@@ -390,5 +396,9 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
             digest = hashlib.sha256(canonical([group.protocol.to_json(), group.measures]).encode()).hexdigest()[:8]
             group.title = f"{group.title} (settings {digest})"
         group.id = f"g{index}"
+    for group in groups:
+        group.baseline = counterpart(group, groups)
+        if group.baseline is not None:
+            group.training_gains = gains(group, group.baseline, bound_of=equivalence_bound)
     return groups
 

@@ -33,6 +33,8 @@ FLAG_MEANINGS = {
     "few-steps": "its final training took fewer than 20 optimizer steps",
     "sanity-check": "an attack failed a check against gradient masking (in the record's checks)",
     "attack-failed": "an attack of the suite failed and was left out of the worst case (in attack_failures)",
+    "catastrophic-overfitting": "during adversarial training, the guard's PGD accuracy on held-out images collapsed "
+                                "while its training attack's stayed high (the epoch is in the record's flags)",
 }
 SELECTION_TIME_NOTE = ("Selection time is the selector's own, given its proxies' outputs; training the proxies (the "
                        "shared one, once per seed, and any a method trains for itself) is not counted in it.")
@@ -64,6 +66,10 @@ def pm(mean, std, digits: int = 2, scale: float = 100) -> str:
         return "n/a"
     spread = f"{scale * std:.{digits}f}" if _finite(std) else "n/a"
     return f"{scale * mean:.{digits}f} ± {spread}"
+
+
+def _percent(mean) -> str:
+    return f"{100 * mean:.2f}" if _finite(mean) else "n/a"
 
 
 def fraction_text(fraction: float) -> str:
@@ -198,6 +204,17 @@ def caveats(group: Group) -> list[str]:
                      f"these numbers compare methods at this scale and say little about full-scale training.")
     lines.append(f"Each cell is the mean ± sample std over the seeds of that row ({seeds} seed(s) at most).")
     lines += resolution(group)
+    if group.protocol.training is not None:
+        if group.baseline is not None:
+            lines.append(f"The models were adversarially trained ({group.protocol.training.name}). What that changed, "
+                         f"method by method, against the clean-training section \"{group.baseline.title}\" (same "
+                         f"settings but the training, paired by fraction and seed) is in the table below the "
+                         f"ranking. The study's Table 1 is not set beside this section: its models were trained on "
+                         f"clean images.")
+        else:
+            lines.append(f"The models were adversarially trained ({group.protocol.training.name}); no clean-training "
+                         f"section with the same settings is on this board, so what the training changed is not "
+                         f"shown.")
     if group.schema.endswith("/1"):
         lines.append("Version 1 records: FGSM alone, and an image wrong when clean but classified correctly under "
                      "attack counts as robust, so robustness is overstated (and can rise with eps).")
@@ -312,9 +329,28 @@ def _view(group: Group, hrefs: dict[Path, str]) -> dict:
                         "rows": [{"label": r.label, "offset": r.text, "verdict": r.verdict, "runs": r.runs}
                                  for r in fit.offsets]}
                        for fit, svg in zip(group.beyond_accuracy, beyond_accuracy_svgs(group, order, colors))],
-            "suite": suite(group), "study": study_view(group),
+            "suite": suite(group), "study": study_view(group) if group.protocol.training is None else None,
+            "training_gain": training_gain_view(group),
             "flag_legend": flag_legend,
             "protocol": json.dumps(group.protocol.to_json(), sort_keys=True)}
+
+
+def training_gain_view(group: Group) -> dict | None:
+    """The "what adversarial training changed" table of an adversarially trained section, or None."""
+    if group.protocol.training is None:
+        return None
+    if group.baseline is None:
+        return {"baseline": None, "rows": []}
+    rows = []
+    for gain in group.training_gains:
+        cells = {}
+        for measure in ("headline", "clean"):
+            verdict = gain.verdicts[measure]
+            cells[measure] = {**_comparison(verdict), "trained": _percent(gain.trained[measure]),
+                              "baseline": _percent(gain.baseline[measure])}
+        rows.append({"label": gain.label, "method": gain.method, "fraction": fraction_text(gain.fraction),
+                     "n": len(gain.seeds), **cells})
+    return {"baseline": {"id": group.baseline.id, "title": group.baseline.title}, "rows": rows}
 
 
 def facts_line(facts: dict) -> str:

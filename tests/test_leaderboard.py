@@ -651,3 +651,68 @@ def test_rows_with_fewer_seeds_are_a_family_of_their_own(tmp_path):
     lines = "\n".join(caveats(group))
     assert "so of 1 comparisons" in lines
     assert "rows with fewer seeds (shown, not ranked; a family of their own)" in lines
+
+
+FGSM_RS = {"name": "fgsm-rs", "params": {"eps": 4 / 255, "rel_step": 1.25, "random_start": True}}
+
+
+def _trained(method: str, seed: int, clean: float, headline: float, training: dict | None = None) -> dict:
+    """A version-4 record with this clean accuracy and worst case at 2/255, trained with `training` (None:
+    clean-trained)."""
+    fgsm = [clean] * len(EPS)
+    fgsm[1] = headline
+    return make_record_v4(method, seed=seed, clean=clean, fgsm=fgsm, pgd=[clean] * len(EPS), test_size=1000,
+                          training=training)
+
+
+def test_an_adversarially_trained_section_says_what_the_training_changed_method_by_method(tmp_path):
+    """Planted, five seeds: adversarial training adds 10 points of worst case to Random (seed noise of 0.1-0.2
+    points) and costs it 2 points of clean accuracy; `mine` gains nothing robust (noise of 0.1 point); `clean_only`
+    has no adversarially trained runs and `once` one seed of them: neither gets a row. The changes are paired by
+    seed: the means are the per-seed differences' (recomputed here), and the verdicts say so."""
+    noise, small = [0.001, -0.002, 0.0, 0.002, -0.001], [0.001, -0.001, 0.0, 0.001, -0.001]
+    clean_runs, trained_runs = [], []
+    for seed in range(5):
+        base_clean, base_robust = 0.5 + 0.01 * seed, 0.05 + 0.002 * seed
+        clean_runs += [_trained("random", seed, base_clean, base_robust),
+                       _trained("mine", seed, base_clean + 0.02, base_robust + 0.01),
+                       _trained("clean_only", seed, base_clean, base_robust),
+                       _trained("once", seed, base_clean, base_robust)]
+        trained_runs += [_trained("random", seed, round(base_clean - 0.02 + noise[seed], 3),
+                                  round(base_robust + 0.10 + noise[seed], 3), FGSM_RS),
+                         _trained("mine", seed, base_clean + 0.02, round(base_robust + 0.01 + small[seed], 3),
+                                  FGSM_RS)]
+    trained_runs.append(_trained("once", 0, 0.5, 0.2, FGSM_RS))
+    write_records(tmp_path / "in" / "clean", clean_runs)
+    write_records(tmp_path / "in" / "at", trained_runs)
+    groups = build_groups(load_records([tmp_path / "in"]))
+    clean, trained = sorted(groups, key=lambda g: g.protocol.training is not None)
+    assert clean.baseline is None and clean.training_gains == []
+    assert trained.baseline is clean
+    gains = {g.method: g for g in trained.training_gains}
+    assert set(gains) == {"random", "mine"} and gains["random"].seeds == (0, 1, 2, 3, 4)
+    runs = {(t, m): g.runs[g.runs["method"] == m].set_index("seed") for t, g in (("at", trained), ("clean", clean))
+            for m in ("random", "mine")}
+    for measure in ("headline", "clean"):
+        expected = (runs["at", "random"][measure] - runs["clean", "random"][measure]).mean()
+        assert gains["random"].verdicts[measure].comparison.mean == pytest.approx(expected, abs=1e-12)
+    assert gains["random"].verdicts["headline"].kind == "better"
+    assert gains["random"].verdicts["headline"].comparison.low > 0.09
+    assert gains["random"].verdicts["clean"].kind == "worse"
+    assert gains["mine"].verdicts["headline"].kind == "equivalent"
+    assert gains["random"].verdicts["headline"].comparison.family_size == 2
+    assert any(f'against the clean-training section "{clean.title}"' in line for line in caveats(trained))
+    build_site([tmp_path / "in"], tmp_path / "site", include_unpublished=True)
+    html = (tmp_path / "site" / "index.html").read_text()
+    section = html[html.index(f'<section id="{trained.id}"'):]
+    assert html.count("What adversarial training changed</h3>") == 1
+    assert f'<a href="#{clean.id}">' in section and 'id="' + trained.id + '-gain"' in section
+    md = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert "### What adversarial training changed" in md and "| better " in md and "| worse " in md
+
+
+def test_an_adversarially_trained_section_without_a_clean_counterpart_says_so(tmp_path):
+    write_records(tmp_path / "in", [_trained("random", seed, 0.5, 0.2, FGSM_RS) for seed in range(2)])
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    assert group.baseline is None
+    assert any("no clean-training section with the same settings" in line for line in caveats(group))
