@@ -33,8 +33,8 @@ FLAG_MEANINGS = {
     "few-steps": "its final training took fewer than 20 optimizer steps",
     "sanity-check": "an attack failed a check against gradient masking (in the record's checks)",
     "attack-failed": "an attack of the suite failed and was left out of the worst case (in attack_failures)",
-    "catastrophic-overfitting": "during adversarial training, the guard's PGD accuracy on held-out images collapsed "
-                                "while its training attack's stayed high (the epoch is in the record's flags)",
+    "catastrophic-overfitting": "during adversarial training, the guard's PGD-10 accuracy on held-out images "
+                                "collapsed while its FGSM accuracy held (the epoch is in the record's flags)",
 }
 SELECTION_TIME_NOTE = ("Selection time is the selector's own, given its proxies' outputs; training the proxies (the "
                        "shared one, once per seed, and any a method trains for itself) is not counted in it.")
