@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from benchmark.leaderboard.beyond_accuracy import fit_fraction
-from benchmark.leaderboard.statistics import Verdict, compare_family, rank_intervals, tied_groups, verdicts
+from benchmark.leaderboard.statistics import family_verdicts, rank_intervals, tied_groups
 from benchmark.leaderboard.training_gain import Gain, counterpart, gains
 
 from benchmark.record import ProtocolSettings, Record, eps_text
@@ -234,7 +234,8 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
     # a row with as many seeds as the most at its fraction: rankable, and in the ranking's Holm family
     summary["complete"] = summary["n"] == summary.groupby("fraction")["n"].transform("max")
     for name in ("clean", "headline"):
-        summary[f"vs_random_{name}"] = _family_verdicts(summary, name)
+        summary[f"vs_random_{name}"] = family_verdicts(list(summary["fraction"]), list(summary["complete"]),
+                                                       list(summary[f"pairs_{name}"]), bound_of=equivalence_bound)
     summary = _ranks(summary)
     order = sorted(range(len(summary)), key=lambda i: (summary.loc[i, "fraction"],
                                                        -_number(summary.loc[i, "headline_mean"]),
@@ -250,26 +251,6 @@ def equivalence_bound(baseline_mean: float) -> float:
     if not math.isfinite(baseline_mean):
         return MAX_BOUND
     return max(MIN_BOUND, min(MAX_BOUND, baseline_mean))
-
-
-def _family_verdicts(summary: pd.DataFrame, name: str) -> list[Verdict | None]:
-    """Each row's verdict against Random on measure `name`. A family is one fraction's rows with as many seeds as
-    the most any row has there (those the ranking can rank); the rows with fewer seeds, shown but never ranked, are
-    a family of their own, so that their weak comparisons do not widen the others' correction (on the published
-    board, 17 methods at three seeds would have made the study's 6 comparisons at ten seeds a family of 23)."""
-    found: list[Verdict | None] = [None] * len(summary)
-    for _, members in summary.groupby("fraction"):
-        compared = [i for i in members.index if summary.loc[i, f"pairs_{name}"] is not None]
-        for family in ([i for i in compared if summary.loc[i, "complete"]],
-                       [i for i in compared if not summary.loc[i, "complete"]]):
-            if not family:
-                continue
-            pairs = [summary.loc[i, f"pairs_{name}"] for i in family]
-            baseline = np.concatenate([b for _, b in pairs])
-            bound = equivalence_bound(float(np.nanmean(baseline)) if len(baseline) else math.nan)
-            for i, verdict in zip(family, verdicts(compare_family(pairs), bound=bound)):
-                found[i] = verdict
-    return found
 
 
 def _ranks(summary: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ per-seed differences method - Random.
 - `verdicts`: one family of comparisons (the caller decides what a family is, e.g. one fraction and one
   measure): Holm-adjusts the difference and the equivalence p-values and says "better", "worse",
   "equivalent", "not resolved" or "no comparison".
+- `family_verdicts`: the page's families (per fraction, the complete rows apart from the rest) and their verdicts.
 - `required_seeds`: how many seeds would detect a given difference.
 - `rank_intervals`, `tied_groups`: bootstrap intervals of the methods' ranks, and groups that are not told apart.
 - `spearman_with_interval`: rank agreement of two measures with a bootstrap interval.
@@ -208,6 +209,28 @@ def verdicts(comparisons, *, alpha: float = ALPHA, bound: float = math.inf) -> l
     p_holm = holm([c.p for c in comparisons])
     tost_holm = holm([c.tost_p for c in comparisons])
     return [_verdict(c, p, t, alpha, bound) for c, p, t in zip(comparisons, p_holm, tost_holm)]
+
+
+def family_verdicts(fractions, complete, pairs, *, bound_of) -> list[Verdict | None]:
+    """The page's Holm families, for rows of a table: row i is at fraction `fractions[i]`, has as many seeds as
+    the most at its fraction when `complete[i]`, and is compared by `pairs[i]` (method, baseline arrays; None:
+    no comparison, e.g. Random against itself). A family is one fraction's complete rows (those a ranking can
+    rank); that fraction's other rows, shown but never ranked, are a family of their own, so that their weak
+    comparisons do not widen the others' correction (on the published cifar10-cpu board, 17 methods at three
+    seeds would have made the study's 6 comparisons at ten seeds a family of 23). `bound_of(baseline mean)`: the
+    widest equivalence margin worth stating for that family. Returns each row's verdict, None where no pair."""
+    found: list[Verdict | None] = [None] * len(pairs)
+    for fraction in sorted(set(fractions)):
+        compared = [i for i, pair in enumerate(pairs) if fractions[i] == fraction and pair is not None]
+        for family in ([i for i in compared if complete[i]], [i for i in compared if not complete[i]]):
+            if not family:
+                continue
+            baseline = np.concatenate([pairs[i][1] for i in family]).astype(float)
+            baseline = baseline[np.isfinite(baseline)]
+            bound = bound_of(float(baseline.mean()) if len(baseline) else math.nan)
+            for i, verdict in zip(family, verdicts(compare_family([pairs[i] for i in family]), bound=bound)):
+                found[i] = verdict
+    return found
 
 
 def _verdict(c: Comparison, p: float, tost_p: float, alpha: float, bound: float = math.inf) -> Verdict:

@@ -5,7 +5,7 @@ the same but for the training (the preset's name, the training method, the proxy
 held-out images) and whose headline eps is the same. Each of its rows is paired, seed by seed, with the runs of
 the same method variant at the same fraction and seed there; per seed, adversarially trained minus clean-trained,
 for the worst case at the headline eps and for clean accuracy. The families and verdicts are those of the
-comparisons with Random (`aggregate._family_verdicts`): one Holm family per fraction and measure, the rows with
+comparisons with Random (`statistics.family_verdicts`): one Holm family per fraction and measure, the rows with
 fewer paired seeds than the most at that fraction a family of their own.
 
 A selector that reads the proxy sees a robustly trained one in the adversarially trained protocol, so its
@@ -19,8 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from benchmark.leaderboard.statistics import Verdict, compare_family, verdicts
+from benchmark.leaderboard.statistics import Verdict, family_verdicts
 
 # the settings in which an adversarially trained protocol differs from its clean-training counterpart
 TRAINING_SETTINGS = ("preset", "training", "adversarial_proxy", "monitor_images")
@@ -75,19 +74,14 @@ def gains(group, baseline, *, bound_of) -> list[Gain]:
         pairs = {m: (mine[m].to_numpy(dtype=float), other[m].to_numpy(dtype=float)) for m in MEASURES}
         rows.append({"label": label, "method": method, "fraction": float(fraction), "seeds": tuple(seeds),
                      "pairs": pairs})
+    fractions = [r["fraction"] for r in rows]
+    most = {f: max(len(r["seeds"]) for r in rows if r["fraction"] == f) for f in fractions}
+    complete = [len(r["seeds"]) == most[r["fraction"]] for r in rows]
     decided: list[dict] = [{} for _ in rows]
-    frame = pd.DataFrame({"fraction": [r["fraction"] for r in rows], "n": [len(r["seeds"]) for r in rows]})
-    if rows:
-        frame["complete"] = frame["n"] == frame.groupby("fraction")["n"].transform("max")
     for measure in MEASURES:
-        for _, members in frame.groupby("fraction"):
-            for family in (list(members.index[members["complete"]]), list(members.index[~members["complete"]])):
-                if not family:
-                    continue
-                pairs = [rows[i]["pairs"][measure] for i in family]
-                bound = bound_of(_mean(np.concatenate([b for _, b in pairs])))
-                for i, verdict in zip(family, verdicts(compare_family(pairs), bound=bound)):
-                    decided[i][measure] = verdict
+        per_row = family_verdicts(fractions, complete, [r["pairs"][measure] for r in rows], bound_of=bound_of)
+        for chosen, verdict in zip(decided, per_row):
+            chosen[measure] = verdict
     found = [Gain(label=r["label"], method=r["method"], fraction=r["fraction"], seeds=r["seeds"],
                   trained={m: _mean(r["pairs"][m][0]) for m in MEASURES},
                   baseline={m: _mean(r["pairs"][m][1]) for m in MEASURES}, verdicts=d)

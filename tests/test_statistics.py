@@ -16,6 +16,7 @@ from benchmark.leaderboard.statistics import (
     compare_family,
     compare_paired,
     detectable_effect,
+    family_verdicts,
     holm,
     rank_intervals,
     required_seeds,
@@ -126,6 +127,25 @@ def test_family_adjustment_makes_a_marginal_difference_not_significant():
     # The family's corrected level also widens what it could detect.
     assert family[0].detectable > alone.detectable
     no_overclaim(adjusted.text)
+
+
+def test_family_verdicts_partition_by_fraction_and_completeness():
+    """Per fraction, the complete rows are one Holm family and the rest another; a row without a pair has no
+    verdict; each family's margin is bound_of its own baselines' mean."""
+    ten = marginal(POINT)
+    three = (ten[0][:3], ten[1][:3])
+    fractions = [0.1, 0.1, 0.1, 0.1, 0.5, 0.5]
+    complete = [True, True, True, False, True, False]
+    pairs = [None, ten, marginal(0.0), three, ten, three]
+    means = []
+    found = family_verdicts(fractions, complete, pairs, bound_of=lambda mean: means.append(mean) or 0.05)
+    assert found[0] is None
+    assert [v.comparison.family_size for v in found[1:]] == [2, 2, 1, 1, 1]
+    # fraction 0.5's complete family is the row alone: uncorrected, as compare_paired alone
+    assert found[4].kind == BETTER and found[4].p_holm == pytest.approx(compare_paired(*ten).p)
+    assert found[1].p_holm == pytest.approx(2 * compare_paired(*ten).p)
+    assert means[0] == pytest.approx(np.concatenate([ten[1], marginal(0.0)[1]]).mean())
+    assert len(means) == 4
 
 
 def test_not_resolved_says_what_it_could_detect():
