@@ -54,3 +54,30 @@ def test_the_train_step_benchmark_prints_a_rate_per_setting():
     rates = re.findall(r"^compile none +processes (\d): ([\d,]+) images/s in all", out, re.MULTILINE)
     assert [processes for processes, _ in rates] == ["1", "2"]
     assert all(float(rate.replace(",", "")) > 0 for _, rate in rates)
+
+
+def _planted(folder: Path, method: str, seed: int, indices) -> None:
+    import json
+
+    import numpy as np
+
+    folder.mkdir(exist_ok=True)
+    name = f"{method}__f0.1__s{seed}"
+    np.savez(folder / f"{name}.selection.npz", pool_indices=np.array(indices))
+    (folder / f"{name}.json").write_text(json.dumps({"method": method, "method_params": {}, "fraction": 0.1,
+                                                     "seed": seed, "selection": {"artifact": f"{name}.selection.npz"}}))
+
+
+def test_the_selection_overlap_script_prints_the_planted_shares(tmp_path):
+    # seeds 0 and 1 share 5 of 10 images, seeds 0 and 2 none, seeds 1 and 2 one; the other folder's seed 0 shares 2
+    _planted(tmp_path / "a", "cal", 0, range(0, 10))
+    _planted(tmp_path / "a", "cal", 1, range(5, 15))
+    _planted(tmp_path / "a", "cal", 2, range(14, 24))
+    _planted(tmp_path / "b", "cal", 0, [0, 1, 90, 91, 92, 93, 94, 95, 96, 97])
+    out = _run("selection_overlap.py", str(tmp_path / "a"), str(tmp_path / "b"))
+    row = re.search(r"^\| cal +\| 0\.1 +\| 0\.10 +\| 3 +\| (.+?) +\| (.+?) +\|$", out, re.MULTILINE)
+    assert row is not None, out
+    assert row.groups() == ("0.20 [0.00, 0.50] (3 pairs)", "0.20")
+    done = subprocess.run([sys.executable, str(SCRIPTS / "selection_overlap.py"), str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a folder" in done.stderr
