@@ -37,5 +37,13 @@ def test_cifar10_subset_trains_well_above_chance(tmp_path):
     assert record["clean_accuracy"] >= 0.20, "chance is 0.10; this subset reached 0.26 when written"
     assert not record["flags"] and all(check["passed"] for check in record["checks"])
     for attack in record["attacks"]:
-        assert attack["cross_check"]["accuracy"] == attack["cross_check"]["reference_accuracy"]
+        # exact for the attacks that state no image of tolerance; the APGD family allows its stated images (its
+        # reference and it can part on an image on one CPU model and not on another: 2 of 4 against 1 of 4 on an
+        # AMD EPYC, equal on an Intel Xeon)
+        check = attack["cross_check"]
+        gap = abs(check["accuracy"] - check["reference_accuracy"]) * check["images"]
+        allowed = max(check["tolerance_points"] / 100 * check["images"], check["tolerance_images"])
+        assert gap <= allowed + 1e-9, f"{attack['name']} at {attack['eps']:.4f}: {check}"
+        if check["tolerance_images"] == 0:
+            assert check["accuracy"] == check["reference_accuracy"], attack["name"]
     assert record["worst_case"][-1]["accuracy"] < record["clean_accuracy"]
