@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +115,24 @@ def _run_seconds(record: Record) -> float:
                  + record.training.seconds + evaluation)
 
 
+def machine(record: Record) -> str:
+    """The device a run's seconds are of, as the page names it: the GPU's or the CPU's model without its trademark
+    marks ("Intel Xeon", "AMD EPYC"), or the device type where the record names no model. Runs of one board can
+    come from different machines; their seconds are not comparable across them."""
+    name = record.environment.device_name
+    if not name:
+        return str(record.environment.device or "")
+    return " ".join(re.sub(r"\((R|TM)\)|\b(Processor|CPU)\b", " ", name).split()) or name
+
+
+def _machines(column: pd.Series) -> list[str]:
+    """The machines of some runs: one name, or each with its number of runs where they differ."""
+    counts = column.value_counts()
+    if len(counts) == 1:
+        return [str(counts.index[0])]
+    return [f"{name} ×{count}" for name, count in sorted(counts.items())]
+
+
 def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
     """One row per record, with the columns the tables are built from."""
     rows = []
@@ -138,7 +157,7 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
             "train_seconds": float(record.training.seconds),
             "run_seconds": _run_seconds(record), "day": record.created[:10],
             "flags": record.flag_codes,
-            "package": record.environment.package, "device": str(record.environment.device or ""),
+            "package": record.environment.package, "device": machine(record),
             "commit": record.environment.git_commit or "",
             "gallery": record.artifact(item.path, "gallery"),
             "path": item.path, "settings": record.protocol,
@@ -189,6 +208,33 @@ def _method_order(label: str, method: str) -> tuple:
     return (0 if method == RANDOM else 2 if method == FULL else 1, label)
 
 
+def _random_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs every other row is compared with: Random's (with several settings, the parameterless one)."""
+    random_runs = runs[runs["method"] == RANDOM]
+    if random_runs["params"].nunique() > 1:
+        random_runs = random_runs[random_runs["params"] == random_runs["params"].min()]
+    return random_runs
+
+
+def machine_mismatches(group: Group) -> dict[str, tuple[int, int]]:
+    """Of the section's pairs of runs, how many were made on different machines, of how many: "random" (each row's
+    run against Random's of the same fraction and seed) and "twin" (an adversarially trained run against the clean
+    twin's run of the same method, parameters, fraction and seed). On a CPU the same seed on another model is
+    another draw of the training, and a difference between the machines would be in those pairs' differences."""
+    runs = group.runs
+    random_by = _random_runs(runs).drop_duplicates(["fraction", "seed"]).set_index(["fraction", "seed"])["device"]
+    others = runs[runs["method"] != RANDOM]
+    found = {"random": [device != random_by[(fraction, seed)] for fraction, seed, device
+                        in zip(others["fraction"], others["seed"], others["device"])
+                        if (fraction, seed) in random_by.index]}
+    if group.baseline is not None:
+        keys = ["method", "params", "fraction", "seed"]
+        theirs = group.baseline.runs.drop_duplicates(keys).set_index(keys)["device"]
+        found["twin"] = [device != theirs[key] for key, device in zip(runs[keys].itertuples(index=False, name=None),
+                                                                       runs["device"]) if key in theirs.index]
+    return {name: (sum(mixed), len(mixed)) for name, mixed in found.items()}
+
+
 def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
     """One row per (method variant, fraction) of one group: statistics over seeds and paired comparisons."""
     runs = runs.copy()
@@ -197,9 +243,7 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
     full_mean = float(full.mean()) if len(full) else math.nan
     runs["relative"] = runs.apply(lambda row: row["clean"] / full.get(row["seed"], full_mean), axis=1)
     runs["relative_fallback"] = ~runs["seed"].isin(full.index) & bool(len(full))
-    random_runs = runs[runs["method"] == RANDOM]
-    if random_runs["params"].nunique() > 1:  # several Random settings: pair with the parameterless one, if any
-        random_runs = random_runs[random_runs["params"] == random_runs["params"].min()]
+    random_runs = _random_runs(runs)
     random_by = random_runs.set_index(["fraction", "seed"])
 
     rows = []
@@ -214,7 +258,7 @@ def summarize(runs: pd.DataFrame, measure_keys: list) -> pd.DataFrame:
                "flags": sorted({code for codes in part["flags"] for code in codes}),
                "flagged_runs": int(sum(1 for codes in part["flags"] if codes))}
         row["date"] = max(part["day"])
-        row["devices"] = sorted(set(part["device"]))
+        row["devices"] = _machines(part["device"])
         for name in ("clean", "select_seconds", "run_seconds", "relative", "headline", "worst_mean"):
             row[f"{name}_mean"], row[f"{name}_std"] = mean_std(part[name])
         row["relative_fallback"] = bool(part["relative_fallback"].any())
@@ -356,7 +400,7 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
             "eps_255": [round(e * 255, 4) for e in protocol.eps],
             "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol.eps),
             "fractions": _distinct(runs["fraction"]), "seeds": _distinct(runs["seed"]),
-            "packages": _distinct(runs["package"]), "devices": _distinct(runs["device"]),
+            "packages": _distinct(runs["package"]), "devices": _machines(runs["device"]),
             "commits": _distinct(runs["commit"]),
             "records": len(runs), "flagged": int(sum(1 for codes in runs["flags"] if codes)),
             "full_clean": mean_std(runs[runs["method"] == FULL]["clean"])[0],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from benchmark.leaderboard.aggregate import FULL, WORST, Group, params_text, table1
+from benchmark.leaderboard.aggregate import FULL, WORST, Group, machine_mismatches, params_text, table1
 from benchmark.leaderboard.figures import beyond_accuracy_svgs, gallery_view, method_colors, robustness_svgs
 from benchmark.leaderboard.statistics import (
     BETTER,
@@ -238,6 +238,18 @@ def caveats(group: Group) -> list[str]:
                                                             if len(commits) > 1 else "")
                      + ": the same settings, but a harness change between them can move the numbers; compare "
                      "runs of one version where it matters.")
+    mismatches = machine_mismatches(group)
+    if len(facts["devices"]) > 1:
+        lines.append(f"These records were made on {len(facts['devices'])} machines ({', '.join(facts['devices'])} "
+                     f"runs): a run's seconds are its machine's, so costs compare only between runs of one machine; "
+                     f"on a CPU the same seed gives the same numbers on one model, not across models.")
+        mixed = [f"{count} of {total} pairs of runs {words}" for (count, total), words in
+                 ((mismatches.get("random", (0, 0)), "compared with Random"),
+                  (mismatches.get("twin", (0, 0)), "compared with the clean-training section")) if count]
+        if mixed:
+            lines.append(f"Runs made on different machines are paired in {' and '.join(mixed)} (same fraction and "
+                         f"seed): a seed on another CPU model is another draw of the training, and a systematic "
+                         f"difference between the machines, if there is one, would move those comparisons with it.")
     if group.protocol.cascade:
         lines.append("The suite ran as a cascade: each attack after the first of its threat model attacked only the "
                       "images the earlier ones left robust, so the worst case is the whole suite's, image by image, "

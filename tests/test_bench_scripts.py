@@ -81,3 +81,29 @@ def test_the_selection_overlap_script_prints_the_planted_shares(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPTS / "selection_overlap.py"), str(tmp_path / "none")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a folder" in done.stderr
+
+
+def test_the_paired_folders_script_prints_the_planted_per_seed_difference(tmp_path):
+    from tests.records import EPS, make_record_v2, write_records
+
+    def runs(machine, headlines):
+        records = []
+        for seed, headline in enumerate(headlines):
+            fgsm = [0.5] * len(EPS)
+            fgsm[1] = headline  # the worst case at 2/255, the headline: PGD stays at the clean accuracy
+            record = make_record_v2("random", seed=seed, clean=0.5, fgsm=fgsm, pgd=[0.5] * len(EPS), test_size=100)
+            record["environment"]["device_name"] = machine
+            records.append(record)
+        return records
+
+    # per seed +10, +12, +8 points: mean +10, sd 2, t(0.975, 2) 4.303 x 2 / sqrt(3) = 4.97; clean unchanged
+    write_records(tmp_path / "a", runs("AMD EPYC", [0.30, 0.32, 0.28]))
+    write_records(tmp_path / "b", runs("Intel(R) Xeon(R) CPU", [0.20, 0.20, 0.20]))
+    out = _run("paired_folders.py", str(tmp_path / "a"), str(tmp_path / "b"))
+    row = re.search(r"^\| random +\| +0\.1 \| +3 \| AMD EPYC / Intel Xeon +\| 30\.00 / 20\.00 +\| (.+?) +\| "
+                    r"50\.00 / 50\.00 +\| (.+?) +\|$", out, re.MULTILINE)
+    assert row is not None, out
+    assert row.groups() == ("+10.00 [+5.03, +14.97] sd 2.00", "+0.00 [+0.00, +0.00] sd 0.00")
+    done = subprocess.run([sys.executable, str(SCRIPTS / "paired_folders.py"), str(tmp_path / "a"),
+                           str(tmp_path / "none")], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a folder" in done.stderr

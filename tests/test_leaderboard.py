@@ -589,6 +589,28 @@ def test_records_of_two_harness_versions_in_one_section_are_said_to_be(tmp_path)
                                                                              "index.html").read_text()
 
 
+def test_runs_of_two_cpu_models_are_named_with_their_run_counts_and_their_cross_machine_pairs_counted(tmp_path):
+    records = [_seeded(method, seed, 0.5, 0.2) for method in ("random", "cal") for seed in range(3)]
+    for record in records:
+        record["environment"]["device_name"] = "Intel(R) Xeon(R) CPU"
+    records[4]["environment"]["device_name"] = "AMD EPYC 9654 96-Core Processor"  # cal, seed 1
+    write_records(tmp_path / "in", records)
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    assert group.facts["devices"] == ["AMD EPYC 9654 96-Core ×1", "Intel Xeon ×5"]
+    lines = caveats(group)
+    assert any("made on 2 machines (AMD EPYC 9654 96-Core ×1, Intel Xeon ×5 runs)" in line for line in lines)
+    assert any("different machines are paired in 1 of 3 pairs of runs compared with Random" in line for line in lines)
+    records[1]["environment"]["device_name"] = "AMD EPYC 9654 96-Core Processor"  # Random, seed 1: pairs agree
+    write_records(tmp_path / "paired", records)
+    (group,) = build_groups(load_records([tmp_path / "paired"]))
+    assert not any("different machines are paired" in line for line in caveats(group))
+    for record in records:
+        record["environment"]["device_name"] = "Intel(R) Xeon(R) CPU"
+    write_records(tmp_path / "one", records)
+    (group,) = build_groups(load_records([tmp_path / "one"]))
+    assert group.facts["devices"] == ["Intel Xeon"] and not any("machines" in line for line in caveats(group))
+
+
 def test_fgsm_rising_with_eps_is_shown_as_a_weak_attack_sign_not_a_failure(tmp_path):
     records = [make_record_v2("random", seed=seed, clean=0.5, fgsm=[0.4, 0.3, 0.35, 0.2, 0.1]) for seed in range(2)]
     records.append(make_record_v2("random", seed=2, clean=0.5))
@@ -709,6 +731,14 @@ def test_an_adversarially_trained_section_says_what_the_training_changed_method_
     assert f'<a href="#{clean.id}">' in section and 'id="' + trained.id + '-gain"' in section
     md = (tmp_path / "site" / "leaderboard.md").read_text()
     assert "### What adversarial training changed" in md and "| better " in md and "| worse " in md
+    # Random's adversarially trained seed 0 on another machine: its twin pair, and the pairs with it of `mine` and
+    # `once` at seed 0, are pairs of two machines
+    trained_runs[0]["environment"]["device_name"] = "AMD EPYC"
+    write_records(tmp_path / "moved" / "clean", clean_runs)
+    write_records(tmp_path / "moved" / "at", trained_runs)
+    trained = next(g for g in build_groups(load_records([tmp_path / "moved"])) if g.protocol.training is not None)
+    assert any("paired in 2 of 6 pairs of runs compared with Random and 1 of 11 pairs of runs compared with the "
+               "clean-training section" in line for line in caveats(trained))
 
 
 def test_an_adversarially_trained_section_without_a_clean_counterpart_says_so(tmp_path):
