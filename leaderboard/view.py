@@ -238,13 +238,13 @@ def caveats(group: Group) -> list[str]:
                                                             if len(commits) > 1 else "")
                      + ": the same settings, but a harness change between them can move the numbers; compare "
                      "runs of one version where it matters.")
-    mismatches = machine_mismatches(group)
     if len(facts["devices"]) > 1:
         lines.append(f"These records were made on {len(facts['devices'])} machines ({', '.join(facts['devices'])} "
                      f"runs): a run's seconds are its machine's, so costs compare only between runs of one machine; "
                      f"on a CPU the same seed gives the same numbers on one model, not across models.")
+        mismatches = machine_mismatches(group)
         mixed = [f"{count} of {total} pairs of runs {words}" for (count, total), words in
-                 ((mismatches.get("random", (0, 0)), "compared with Random"),
+                 ((mismatches["random"], "compared with Random"),
                   (mismatches.get("twin", (0, 0)), "compared with the clean-training section")) if count]
         if mixed:
             lines.append(f"Runs made on different machines are paired in {' and '.join(mixed)} (same fraction and "
