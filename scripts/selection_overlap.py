@@ -4,7 +4,7 @@ given a second folder (another protocol, e.g. the adversarially trained one), be
 seed. Two random subsets of the same size share the fraction itself on average: that is the "chance" column.
 
     python scripts/selection_overlap.py submissions/cifar10-cpu
-    python scripts/selection_overlap.py submissions/cifar10-cpu republish/cifar10-cpu-at
+    python scripts/selection_overlap.py submissions/cifar10-cpu submissions/cifar10-cpu-at
 
 Reads JSON and numpy only (no torch); prints numbers, writes nothing.
 """
