@@ -249,9 +249,16 @@ def _verdict(c: Comparison, p: float, tost_p: float, alpha: float, bound: float 
                     f"Holm p {_p_text(tost_p, alpha)})")
     else:
         kind = NOT_RESOLVED
-        text = (f"not resolved: {_points(c.mean)} points [{_points(c.low)}, {_points(c.high)}]; "
-                f"could detect {_margin(c.detectable)} points")
+        could = ("could not detect even a 100-point difference" if beyond_scale(c.detectable)
+                 else f"could detect {_margin(c.detectable)} points")
+        text = f"not resolved: {_points(c.mean)} points [{_points(c.low)}, {_points(c.high)}]; {could}"
     return Verdict(kind, text, p, tost_p, c.detectable, c)
+
+
+def beyond_scale(detectable: float) -> bool:
+    """Whether the smallest detectable difference exceeds 100 points: accuracies differ by at most that, so such a
+    comparison (few seeds, a wide spread, a large family) could detect no difference at all."""
+    return detectable > 1.0
 
 
 def _points(fraction: float) -> str:

@@ -21,6 +21,7 @@ from benchmark.leaderboard.statistics import (
     NOT_RESOLVED,
     WORSE,
     Verdict,
+    beyond_scale,
     required_seeds,
 )
 from benchmark.leaderboard.study import study_view
@@ -83,6 +84,8 @@ def verdict_label(verdict: Verdict | None) -> str:
     if verdict.kind == EQUIVALENT:
         return f"no difference > {math.ceil(verdict.margin * 1000 - 1e-9) / 10:.1f}"
     if verdict.kind == NOT_RESOLVED:
+        if beyond_scale(verdict.margin):
+            return "not resolved (could not detect even 100 points)"
         return f"not resolved (could detect {math.ceil(verdict.margin * 1000 - 1e-9) / 10:.1f})"
     return verdict.kind
 
@@ -151,19 +154,23 @@ def resolution(group: Group) -> list[str]:
         if ranked:
             sd = float(np.median([v.comparison.sd for v in ranked]))
             needed = required_seeds(sd, 0.02, family_size=ranked[0].comparison.family_size) if sd > 0 else 2
-            lines.append(f"{words[0].upper() + words[1:]} against Random: the comparisons detect differences of "
-                         f"{_detectable(ranked)} points or more (median; 80 % power after Holm's correction), so of "
+            power = "; 80 % power after Holm's correction"
+            lines.append(f"{words[0].upper() + words[1:]} against Random: {_detectable(ranked, power)}, so of "
                          f"{len(ranked)} comparisons {_tally(ranked)}; a 2-point difference would need about {needed} "
                          f"seeds per method at this spread ({100 * sd:.1f} points between seeds).")
         if fewer:
             lines.append(f"{words[0].upper() + words[1:]}, rows with fewer seeds (shown, not ranked; a family of their "
-                         f"own): the comparisons detect {_detectable(fewer)} points or more (median), so of "
-                         f"{len(fewer)} comparisons {_tally(fewer)}.")
+                         f"own): {_detectable(fewer)}, so of {len(fewer)} comparisons {_tally(fewer)}.")
     return lines
 
 
-def _detectable(found: list[Verdict]) -> str:
-    return f"{100 * float(np.median([v.comparison.detectable for v in found])):.1f}"
+def _detectable(found: list[Verdict], power: str = "") -> str:
+    """The comparisons' median smallest detectable difference, in words; beyond 100 points, that none could be."""
+    median = float(np.median([v.comparison.detectable for v in found]))
+    if beyond_scale(median):
+        return (f"the comparisons could not detect even a 100-point difference (median smallest detectable "
+                f"{100 * median:.1f} points{power})")
+    return f"the comparisons detect differences of {100 * median:.1f} points or more (median{power})"
 
 
 def _tally(found: list[Verdict]) -> str:

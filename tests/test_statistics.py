@@ -24,6 +24,7 @@ from benchmark.leaderboard.statistics import (
     tied_groups,
     verdicts,
 )
+from benchmark.leaderboard.view import verdict_label
 from scipy import optimize, stats
 
 SEEDS = 10
@@ -247,3 +248,17 @@ def test_spearman_with_interval():
     assert spearman_with_interval(x, noisy, n_boot=1000) == (rho, low, high)
     rho, low, high = spearman_with_interval(x[:3], noisy[:3])
     assert math.isfinite(rho) and math.isnan(low) and math.isnan(high)
+
+
+def test_a_comparison_that_cannot_detect_even_100_points_says_so():
+    # three seeds whose differences spread by 10 points, in a Holm family of 17 (the page's three-seed rows):
+    # the smallest detectable difference exceeds the whole accuracy scale, and the verdict says that in words
+    wide = ([0.30, 0.10, 0.20], [0.15, 0.15, 0.15])
+    narrow = ([0.16, 0.17, 0.15], [0.15, 0.15, 0.15])
+    comparisons = compare_family([wide] + [narrow] * 16)
+    assert comparisons[0].detectable > 1.0 > comparisons[1].detectable
+    found = verdicts(comparisons, bound=0.05)  # the page bounds "no difference larger than" at a few points
+    assert found[0].kind == NOT_RESOLVED and "could not detect even a 100-point difference" in found[0].text
+    assert "could detect" in found[1].text and "100-point" not in found[1].text
+    assert verdict_label(found[0]) == "not resolved (could not detect even 100 points)"
+    assert re.fullmatch(r"not resolved \(could detect \d+\.\d\)", verdict_label(found[1]))
