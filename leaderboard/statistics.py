@@ -245,12 +245,12 @@ def _verdict(c: Comparison, p: float, tost_p: float, alpha: float, bound: float 
         if c.detectable == 0:
             text = f"no difference: the same accuracy as the baseline on all {c.n} paired seeds"
         else:
-            text = (f"no difference larger than {_margin(c.detectable)} points (equivalence test, "
+            text = (f"no difference larger than {margin_text(c.detectable)} points (equivalence test, "
                     f"Holm p {_p_text(tost_p, alpha)})")
     else:
         kind = NOT_RESOLVED
         could = ("could not detect even a 100-point difference" if beyond_scale(c.detectable)
-                 else f"could detect {_margin(c.detectable)} points")
+                 else f"could detect {margin_text(c.detectable)} points")
         text = f"not resolved: {_points(c.mean)} points [{_points(c.low)}, {_points(c.high)}]; {could}"
     return Verdict(kind, text, p, tost_p, c.detectable, c)
 
@@ -269,7 +269,7 @@ def _points(fraction: float) -> str:
     return ("+" if fraction > 0 else MINUS) + text
 
 
-def _margin(fraction: float) -> str:
+def margin_text(fraction: float) -> str:
     """Points rounded up to one decimal, so "no difference larger than X" never claims more than was tested."""
     return f"{math.ceil(fraction * 1000 - 1e-9) / 10:.1f}"
 

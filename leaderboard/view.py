@@ -22,6 +22,7 @@ from benchmark.leaderboard.statistics import (
     WORSE,
     Verdict,
     beyond_scale,
+    margin_text,
     required_seeds,
 )
 from benchmark.leaderboard.study import study_view
@@ -82,11 +83,11 @@ def verdict_label(verdict: Verdict | None) -> str:
     if verdict is None:
         return "(baseline)"
     if verdict.kind == EQUIVALENT:
-        return f"no difference > {math.ceil(verdict.margin * 1000 - 1e-9) / 10:.1f}"
+        return f"no difference > {margin_text(verdict.margin)}"
     if verdict.kind == NOT_RESOLVED:
         if beyond_scale(verdict.margin):
             return "not resolved (could not detect even 100 points)"
-        return f"not resolved (could detect {math.ceil(verdict.margin * 1000 - 1e-9) / 10:.1f})"
+        return f"not resolved (could detect {margin_text(verdict.margin)})"
     return verdict.kind
 
 
