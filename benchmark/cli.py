@@ -240,13 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--archive-limit-mb", type=float, default=16.0, metavar="MB",
                      help="the archive's size limit in MiB (default 16)")
     job.add_argument("--unfinished", type=Path, metavar="DIR",
-                     help="runs carried from the last window, trained and not yet recorded (e.g. "
-                     "unfinished/standard; missing or empty: none): they resume after their training, first; the "
-                     "runs trained and not recorded by this window's end are packed into unfinished/ beside the "
-                     "archive, one file each, for the next")
+                     help="runs carried from the last window, under way and not yet recorded (e.g. "
+                     ".gpu/unfinished; missing or empty: none): they resume first, where they stopped; the runs "
+                     "under way at this window's end are packed into unfinished/ beside the archive, those that "
+                     "saved the most training first, for the next")
     job.add_argument("--unfinished-files", type=int, default=4, metavar="K",
-                     help="at most this many runs carried to the next window (default 4: a device machine returns "
-                     "8 files)")
+                     help="at most this many files carried to the next window (default 4: a device machine returns "
+                     "8 files; a run stopped mid-training takes two)")
+    job.add_argument("--unfinished-mb", type=float, metavar="MB",
+                     help="at most this many MiB carried to the next window, all files together (default: no "
+                     "limit but the files'); what is carried travels with the next call, within its 64 MiB")
+    job.add_argument("--carry-training", type=int, default=0, metavar="K",
+                     help="with --unfinished: up to K runs that cannot finish in this window (longer than it) start "
+                     "anyway when a few of their epochs fit, and are carried mid-training (default 0)")
     job.add_argument("--dry-run", action="store_true", help="print the runs in order, with what is done")
 
     select = verbs.add_parser("select", help="export the coreset a method chooses, as JSON",
@@ -460,6 +466,13 @@ def _cmd_job(args) -> None:
         raise UserError(f"--archive-limit-mb must be in (0, 1024], got {args.archive_limit_mb}")
     if args.unfinished_files < 0:
         raise UserError(f"--unfinished-files must be 0 or more, got {args.unfinished_files}")
+    if args.unfinished_mb is not None and not 0 <= args.unfinished_mb <= 1024:
+        raise UserError(f"--unfinished-mb must be in [0, 1024], got {args.unfinished_mb}")
+    if args.carry_training < 0:
+        raise UserError(f"--carry-training must be 0 or more, got {args.carry_training}")
+    if args.carry_training and args.unfinished is None:
+        raise UserError("--carry-training needs --unfinished DIR: a run that cannot finish is only worth starting "
+                        "if it can be carried")
     if args.unfinished is not None and args.unfinished.exists() and not args.unfinished.is_dir():
         raise UserError(f"--unfinished {args.unfinished} is not a folder: give the folder of carried runs")
     if not 0 <= args.margin < args.budget:
@@ -469,7 +482,9 @@ def _cmd_job(args) -> None:
                  runs_per_device=args.runs_per_device, done=args.done, device=args.device,
                  archive=args.archive or args.out / "job.tar.gz", archive_limit=int(args.archive_limit_mb * 2 ** 20),
                  margin=args.margin, threads=args.threads, eval_batch_size=args.eval_batch_size,
-                 unfinished=args.unfinished, unfinished_files=args.unfinished_files, **grid)
+                 unfinished=args.unfinished, unfinished_files=args.unfinished_files,
+                 unfinished_bytes=None if args.unfinished_mb is None else int(args.unfinished_mb * 2 ** 20),
+                 carry_training=args.carry_training, **grid)
     for line in result.lines():
         print(line)
     if result.failed:

@@ -9,7 +9,10 @@ archive small enough to come back from the machine and be committed.
 - Budget: a run starts only if it can finish before the deadline (the budget less a margin for packing), by an
   estimate from the records finished so far (this window's and those in `--done`: training in proportion to
   the fraction, the rest per run). A run without an estimate yet starts. At the deadline the workers still
-  running are stopped: their runs are left for the next window.
+  running are stopped: their runs are left for the next window. With `carry_training` K, up to K runs that
+  cannot finish in this window (a standard run at fraction 0.5 or on the full pool trains for longer than a
+  window lasts) start anyway when at least a few of their epochs fit, train until the deadline and are carried
+  to the next window, which resumes them after their last epoch.
 - Several runs per device: `runs_per_device` worker processes, each loading the data once and taking the next
   run from one shared queue. A seed's shared proxy is trained once (a lock in the cache); the others wait and
   load it. A run's record is the one it would write alone (the same code, seed and thread count).
@@ -43,11 +46,12 @@ from benchmark.schema import load_records
 from benchmark.selection import create_selector
 from benchmark.storage import atomic_write
 from benchmark.study import STUDY_METHODS
-from benchmark.unfinished import pack_unfinished, unpack_unfinished
+from benchmark.unfinished import pack_unfinished, progress, unpack_unfinished
 
 log = logging.getLogger("benchmark")
 ARCHIVE_LIMIT = 16 * 2 ** 20  # what one file back from a device machine may weigh
 FULL = "full"
+CARRY_EPOCHS = 3  # a run that cannot finish starts, to be carried, only if this many of its epochs fit
 
 
 def board_order(protocol: Protocol, methods: list[str], params: dict[str, dict], out: Path) -> list[RunSpec]:
@@ -83,21 +87,29 @@ class Estimate:
 
     training_per_fraction: list[float] = field(default_factory=list)
     other: list[float] = field(default_factory=list)
+    selection: list[float] = field(default_factory=list)  # part of `other`: the selection and its proxy
 
     def add(self, record: Record) -> None:
         seconds = record.evaluation.seconds if record.evaluation else None
         if seconds is None or seconds.total is None:
             return
         self.training_per_fraction.append(record.training.seconds / record.fraction)
-        self.other.append(record.selection.seconds + (record.selection.proxy_training_seconds or 0.0)
-                          + seconds.total)
+        self.selection.append(record.selection.seconds + (record.selection.proxy_training_seconds or 0.0))
+        self.other.append(self.selection[-1] + seconds.total)
 
-    def seconds(self, fraction: float, trained: bool = False) -> float | None:
-        """`trained`: the run resumes after its training (carried from an earlier window)."""
+    def seconds(self, fraction: float, done: float = 0.0) -> float | None:
+        """`done`: the share of the run's training already saved (carried from an earlier window; 1.0: it resumes
+        after its training)."""
         if not self.other:
             return None
-        training = 0.0 if trained else sum(self.training_per_fraction) / len(self.training_per_fraction)
-        return training * fraction + sum(self.other) / len(self.other)
+        return self.training(fraction) * (1.0 - done) + sum(self.other) / len(self.other)
+
+    def training(self, fraction: float) -> float:
+        return sum(self.training_per_fraction) / len(self.training_per_fraction) * fraction
+
+    def first_epochs(self, fraction: float, epochs: int, count: int) -> float:
+        """Seconds until a new run has trained `count` of its `epochs` (its selection first)."""
+        return sum(self.selection) / len(self.selection) + self.training(fraction) * count / epochs
 
 
 @dataclass
@@ -114,8 +126,14 @@ class JobResult:
     weights: list[str]  # weight files in the archive
     left_out: list[str]  # files of finished runs the archive could not take
     elapsed: float
-    carried_in: list[RunSpec] = field(default_factory=list)  # resumed after their training, from an earlier window
-    carried_out: list[RunSpec] = field(default_factory=list)  # trained, not yet recorded: for the next window
+    carried_in: list[RunSpec] = field(default_factory=list)  # resumed where an earlier window stopped them
+    carried_out: list[RunSpec] = field(default_factory=list)  # under way, not yet recorded: for the next window
+    carried_text: dict[str, str] = field(default_factory=dict)  # label -> how far: "trained", "epoch 80 of 200"
+    carried_in_text: dict[str, str] = field(default_factory=dict)  # the same for the runs carried in
+
+    @staticmethod
+    def _with_progress(spec: RunSpec, texts: dict[str, str]) -> str:
+        return f"{spec.label} ({texts[spec.label]})" if spec.label in texts else spec.label
 
     def lines(self) -> list[str]:
         lines = [f"{len(self.finished)} run(s) finished, {len(self.failed)} failed, {len(self.stopped)} stopped at "
@@ -123,11 +141,11 @@ class JobResult:
                  f"{len(self.specs)} were recorded before; took {format_duration(self.elapsed)}"]
         lines += [f"failed: {spec.label}: {reason}" for spec, reason in self.failed]
         if self.carried_in:
-            lines.append(f"resumed after training (carried from an earlier window): "
-                         f"{', '.join(spec.label for spec in self.carried_in)}")
+            lines.append(f"resumed (carried from an earlier window): "
+                         f"{', '.join(self._with_progress(spec, self.carried_in_text) for spec in self.carried_in)}")
         if self.carried_out:
-            lines.append(f"trained, not yet recorded, carried to the next window: "
-                         f"{', '.join(spec.label for spec in self.carried_out)}")
+            lines.append(f"not yet recorded, carried to the next window: "
+                         f"{', '.join(self._with_progress(spec, self.carried_text) for spec in self.carried_out)}")
         if self.archive is not None:
             lines.append(f"archive {self.archive}: {len(self.packed)} record(s), {len(self.weights)} with weights, "
                          f"{self.archive_bytes / 2 ** 20:.2f} MiB" + (f"; left out: {', '.join(self.left_out)}"
@@ -139,10 +157,13 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
         budget: float, runs_per_device: int = 1, done: list[Path] = (), data_root: Path | None = None,
         device: str = "auto", archive: Path | None = None, archive_limit: int = ARCHIVE_LIMIT,
         margin: float = 30.0, threads: int | None = None, eval_batch_size: int | None = None,
-        unfinished: Path | None = None, unfinished_files: int = 4) -> JobResult:
+        unfinished: Path | None = None, unfinished_files: int = 4, unfinished_bytes: int | None = None,
+        carry_training: int = 0) -> JobResult:
     """Runs the board's next runs until `budget` seconds from now (less `margin`), then packs the archive and,
-    with `unfinished` (the folder of runs carried from the last window), the trained runs not yet recorded into
-    `unfinished/` beside the archive (at most `unfinished_files` of them, each within `archive_limit`)."""
+    with `unfinished` (the folder of runs carried from the last window), the runs under way and not yet recorded
+    into `unfinished/` beside the archive (at most `unfinished_files` files, each within `archive_limit`, and
+    `unfinished_bytes` in all). `carry_training`: how many runs that cannot finish in time may start anyway, to
+    be carried (only with `unfinished` and `archive`)."""
     started = time.monotonic()
     if not budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {budget}")
@@ -155,6 +176,8 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
     recorded = done_names([out, *done])
     pending = [spec for spec in specs if spec.record.name not in recorded]
     carried = unpack_unfinished(unfinished, pending) if unfinished is not None and Path(unfinished).is_dir() else []
+    saved = {spec.record.name: progress(spec, len(protocol.lrs)) for spec in carried}
+    carried = [spec for spec in carried if saved[spec.record.name] is not None]
     pending = carried + [spec for spec in pending if spec not in carried]  # nearest to a record first
     estimate = Estimate()
     for item in load_records([d for d in done if Path(d).exists()], allow_empty=True) if done else []:
@@ -166,34 +189,40 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
     finished, failed, not_started, stopped = _run_workers(
         pending, protocol=protocol, cache_dir=cache_dir, data_root=data_root, device=device, deadline=deadline,
         workers=runs_per_device, estimate=estimate, threads=threads, eval_batch_size=eval_batch_size,
-        trained={spec.record.name for spec in carried})
+        done={name: state.done for name, state in saved.items()}, carry_training=carry_training,
+        can_carry=archive is not None and unfinished is not None)
     packed, weights, left_out, size = [], [], [], 0
-    carried_out = []
+    carried_out, carried_text = [], {}
     if archive is not None and unfinished is not None:
         carried_out = pack_unfinished(specs, Path(archive).parent / "unfinished", lrs=len(protocol.lrs),
-                                      limit=archive_limit, count=unfinished_files)
+                                      limit=archive_limit, count=unfinished_files, total=unfinished_bytes)
+        carried_text = {spec.label: progress(spec, len(protocol.lrs)).text() for spec in carried_out}
     if archive is not None:
         order = [spec for spec in specs if spec.record.exists()]
         packed, weights, left_out, size = pack(order, Path(archive), archive_limit, summary={
             "protocol": protocol.preset, "finished": [s.label for s in finished],
             "failed": [s.label for s, _ in failed], "stopped": [s.label for s in stopped],
-            "not started": [s.label for s in not_started]})
+            "not started": [s.label for s in not_started], "carried to the next window": carried_text})
     return JobResult(specs, len(specs) - len(pending), finished, failed, not_started, stopped,
                      Path(archive) if archive is not None else None, size, packed, weights, left_out,
-                     time.monotonic() - started, carried, carried_out)
+                     time.monotonic() - started, carried, carried_out, carried_text,
+                     {spec.label: saved[spec.record.name].text() for spec in carried})
 
 
 def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path, data_root: Path | None, device: str,
                  deadline: float, workers: int, estimate: Estimate, threads: int | None,
-                 eval_batch_size: int | None, trained: set[str]):
+                 eval_batch_size: int | None, done: dict[str, float], carry_training: int, can_carry: bool):
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked into workers
     tasks, results = context.Queue(), context.Queue()
+    # new runs that may still start although they cannot finish (None: nothing can be carried)
+    carry_slots = context.Value("i", carry_training) if can_carry else None
     for index in range(len(pending)):
         tasks.put(index)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     processes = [context.Process(target=_worker, args=(pending, tasks, results), kwargs=dict(
         protocol=protocol, cache_dir=cache_dir, data_root=data_root, device=device, deadline=deadline,
-        estimate=estimate, threads=threads, eval_batch_size=eval_batch_size, trained=trained), daemon=True)
+        estimate=estimate, threads=threads, eval_batch_size=eval_batch_size, done=done, carry_slots=carry_slots,
+        epochs=protocol.epochs), daemon=True)
         for _ in range(min(workers, len(pending)))]
     for process in processes:
         process.start()
@@ -229,8 +258,9 @@ def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path,
 
 def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache_dir: Path, data_root: Path | None,
             device: str, deadline: float, estimate: Estimate, threads: int, eval_batch_size: int | None,
-            trained: set[str]) -> None:
-    """One worker: the data loaded once, then the next run of the queue while one can still finish in time."""
+            done: dict[str, float], carry_slots, epochs: int) -> None:
+    """One worker: the data loaded once, then the next run of the queue while one can still finish in time (or,
+    while `carry_slots` last, make a few epochs' progress to be carried)."""
     import torch
 
     from benchmark.run import load_protocol_data, resolve_device, run_one
@@ -245,10 +275,16 @@ def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache
         except queue.Empty:
             return
         spec = pending[index]
-        expected = estimate.seconds(spec.fraction, trained=spec.record.name in trained)
+        saved = done.get(spec.record.name, 0.0)
+        expected = estimate.seconds(spec.fraction, done=saved)
         if expected is not None and time.monotonic() + expected > deadline:
-            results.put(("skipped", index, expected))
-            continue
+            # it cannot finish in this window; it still starts if it can be carried to the next one: a run carried
+            # in always (what it does now is saved again), a new one while a slot is left and a few epochs fit
+            new_run_fits = time.monotonic() + estimate.first_epochs(spec.fraction, epochs, CARRY_EPOCHS) < deadline
+            if carry_slots is None or not (saved > 0 or (new_run_fits and _take(carry_slots))):
+                results.put(("skipped", index, expected))
+                continue
+            log.info("job: %s cannot finish in this window; it goes as far as it can, to be carried", spec.label)
         results.put(("started", index, None))
         tick = time.monotonic()
         try:
@@ -262,6 +298,15 @@ def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache
             continue
         estimate.add(record)
         results.put(("done", index, time.monotonic() - tick))
+
+
+def _take(slots) -> bool:
+    """Takes one of the shared `slots` if one is left."""
+    with slots.get_lock():
+        if slots.value <= 0:
+            return False
+        slots.value -= 1
+        return True
 
 
 def pack(specs: list[RunSpec], archive: Path, limit: int, summary: dict) -> tuple[list[str], list[str], list[str],

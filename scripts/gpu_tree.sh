@@ -7,12 +7,12 @@
 #   bash scripts/gpu_tree.sh restore            put them back (after the call, before anything is committed)
 #
 # Why: the device tool sends every tracked file, and the 64 MiB it takes must also hold .gpu/ (the data pack and
-# wheels, about 20 MiB) and the runs carried between windows (unfinished/standard, up to about 36 MiB). The CPU
-# boards and their pages alone weigh over 50 MiB and grow with every board; a GPU window needs none of them, only
-# the code, submissions/standard and unfinished/standard. `slim` takes docs/ and every submissions/<board> but
-# standard out of git's index (the files stay on disk, nothing is deleted) and ignores them in .git/info/exclude,
-# so they are neither counted nor sent; until `restore` (the index entries back from HEAD, the exclude lines
-# removed), a pre-commit hook refuses commits, which would otherwise delete the boards.
+# wheels, about 20 MiB, and the runs carried between windows, .gpu/unfinished, up to 36 MiB). The CPU boards and
+# their pages alone weigh over 50 MiB and grow with every board; a GPU window needs none of them, only the code
+# and submissions/standard. `slim` takes docs/ and every submissions/<board> but standard out of git's index (the
+# files stay on disk, nothing is deleted) and ignores them in .git/info/exclude, so they are neither counted nor
+# sent; until `restore` (the index entries back from HEAD, the exclude lines removed), a pre-commit hook refuses
+# commits, which would otherwise delete the boards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=$((64 * 1024 * 1024))
@@ -31,15 +31,20 @@ bytes_sent() {  # tracked and untracked-not-ignored files, then each carried pat
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
+report() {  # prints what a call would send; fails over the limit
+  local sent
+  sent=$(bytes_sent "$@")
+  echo "a device call would send $(mib "$sent") (limit 64 MiB)$([ -e "$marker" ] && echo ', slimmed')"
+  if [ "$sent" -gt "$limit" ]; then
+    echo "over the limit: $([ -e "$marker" ] && echo 'carry less' || echo "run 'bash scripts/gpu_tree.sh slim'") before the call" >&2
+    return 1
+  fi
+}
+
 case "${1:-}" in
   size)
     shift
-    sent=$(bytes_sent "$@")
-    echo "a device call would send $(mib "$sent") (limit 64 MiB)$([ -e "$marker" ] && echo ', slimmed')"
-    if [ "$sent" -gt "$limit" ]; then
-      echo "over the limit: run 'bash scripts/gpu_tree.sh slim' before the call" >&2
-      exit 1
-    fi
+    report "$@"
     ;;
   slim)
     if [ -e "$marker" ]; then echo "already slimmed; 'bash scripts/gpu_tree.sh restore' puts the boards back" >&2; exit 1; fi
@@ -71,7 +76,7 @@ case "${1:-}" in
     { echo "$begin"; printf '/%s/\n' "${held[@]}"; echo "$end"; } >> "$exclude"
     git rm -r -q --cached -- "${held[@]}"
     echo "held out of a device call (on disk, out of the index): ${held[*]}"
-    "$0" size .gpu || true
+    report .gpu || true
     ;;
   restore)
     if [ ! -e "$marker" ]; then echo "not slimmed: nothing to restore"; exit 0; fi

@@ -6,12 +6,13 @@
 # (BENCH_SECONDS=120), then runs the standard board's next runs with `benchmark job` until the budget (seconds,
 # the whole script) is spent, RUNS_PER_DEVICE at once (default 4), COMPILE as the --compile mode (default none).
 # What comes back in $OUT: device.txt, bench.txt, job.log, standard-job.tar.gz (the finished records, with
-# the weights that fit) and unfinished/ (the runs trained but not yet attacked when the window ended, one file
-# each, at most 2: about 9 MB each, committed here, and the working tree that travels, .gpu/ included, must stay
-# under 64 MiB). After: unpack the archive's records, selections and galleries (not its weights: they would
-# make the tree too large to travel) into submissions/standard/, make
-# unfinished/standard/ exactly the returned unfinished/ (the job re-packs what it was given and did not finish),
-# and commit both; the next window resumes those runs after their training.
+# the weights that fit) and unfinished/ (the runs under way when the window ended, those that saved the most
+# training first: at most 4 files and 36 MiB, a run stopped mid-training in two parts).
+# Before the call: `bash scripts/gpu_tree.sh slim` (the CPU boards and pages would take what is sent over 64 MiB).
+# After it: `bash scripts/gpu_tree.sh restore`; unpack the archive's records, selections and galleries (not its
+# weights) into submissions/standard/ and commit them; make .gpu/unfinished/ exactly the returned unfinished/ (the
+# job re-packs what it was given and did not finish). The carried states are not committed (up to 36 MB a window
+# in git's history): they live in the ignored .gpu/ and travel with it; if lost, their runs start afresh.
 set -uo pipefail
 start=$(date +%s)
 budget=${1:-540}
@@ -37,5 +38,6 @@ left=$(( budget - ($(date +%s) - start) - 15 ))
 python3 -m benchmark job --preset standard --dataset jpegpack:.gpu/cifar10-jpeg.npz --budget "$left" --margin 45 \
   --runs-per-device "${RUNS_PER_DEVICE:-4}" --done submissions/standard --out /tmp/job --cache-dir /tmp/cache \
   --device cuda --compile "${COMPILE:-none}" --archive "$out/standard-job.tar.gz" \
-  --unfinished unfinished/standard --unfinished-files 2 2>&1 | tee "$out/job.log"
+  --unfinished .gpu/unfinished --unfinished-files 4 --unfinished-mb 36 --carry-training "${CARRY_TRAINING:-1}" \
+  2>&1 | tee "$out/job.log"
 ls -la "$out" "$out/unfinished" 2>/dev/null

@@ -2,7 +2,8 @@
 # Fills .gpu/ (ignored by git: `echo /.gpu/ >> .git/info/exclude`) with what a device machine lacks, for
 # scripts/gpu_window.sh: wheels for Python 3.12 of the packages its image does not hold (torchattacks, submodlib,
 # jsonschema and its helpers), pyautoattack's code without the 44 MB example model its wheel ships, and the
-# CIFAR-10 JPEG pack (18 MB). About 20 MB in all, well under the 64 MiB that travels.
+# CIFAR-10 JPEG pack (18 MB). About 20 MB in all; the checkout's tracked files travel too, and the published CPU
+# boards take them over 64 MiB: the last line says what a call would send (`scripts/gpu_tree.sh slim` first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${1:-../shared/data}
@@ -20,3 +21,4 @@ rm -rf .gpu/py/pyautoattack && cp -r "$tmp/unpacked/pyautoattack" .gpu/py/ && rm
 rm -rf "$tmp"
 cp "$shared/cifar10-jpeg.npz" .gpu/
 du -sh .gpu
+bash scripts/gpu_tree.sh size .gpu || true

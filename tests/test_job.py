@@ -131,7 +131,9 @@ def test_a_run_stopped_after_training_is_carried_and_the_next_window_only_attack
     specs = board_order(protocol, ["random"], {}, tmp_path / "window1")
     assert pack_unfinished(specs, carried, lrs=1, limit=2 ** 24, count=4) == [first]
     assert [p.name for p in carried.iterdir()] == [first.record.stem + ".tar.gz"]
-    assert pack_unfinished(specs, tmp_path / "none", lrs=1, limit=1000, count=4) == []  # over the limit: not packed
+    # in parts of 1,000 bytes it would take more than the 4 files allowed; in one file, more than 1,000 bytes in all
+    assert pack_unfinished(specs, tmp_path / "none", lrs=1, limit=1000, count=4) == []
+    assert pack_unfinished(specs, tmp_path / "none", lrs=1, limit=2 ** 24, count=4, total=1000) == []
     stale.write_bytes(b"")
 
     capfd.readouterr()  # the workers are processes of their own: their log reaches only the file descriptors
@@ -139,7 +141,7 @@ def test_a_run_stopped_after_training_is_carried_and_the_next_window_only_attack
                  "--out", str(tmp_path / "window2"), "--cache-dir", str(board / "cache"),
                  "--archive", str(tmp_path / "out2" / "job.tar.gz"), "--unfinished", str(carried)]) == 0
     output = capfd.readouterr()
-    assert "resumed after training (carried from an earlier window): random f0.5 s0" in output.out
+    assert "resumed (carried from an earlier window): random f0.5 s0 (trained)" in output.out
     assert re.search(r"resumed from lr0\.checkpoint after epoch (\d+) of \1\n", output.err)  # no epoch trained
     name = first.record.name
     assert _comparable(tmp_path / "window2" / name) == _comparable(board / "board" / name)
@@ -171,6 +173,87 @@ def test_a_carried_run_is_expected_to_take_its_attacks_not_its_training(board):
     record = Record.parse(sorted((board / "board").glob("random*.json"))[0].read_text())
     estimate = Estimate()
     estimate.add(record)
-    whole, carried = estimate.seconds(record.fraction), estimate.seconds(record.fraction, trained=True)
+    whole, carried = estimate.seconds(record.fraction), estimate.seconds(record.fraction, done=1.0)
     assert record.training.seconds > 0
     assert carried == pytest.approx(whole - record.training.seconds)
+
+
+def test_a_run_stopped_mid_training_is_carried_in_parts_and_the_next_window_resumes_its_epochs(board, tmp_path,
+                                                                                            monkeypatch, capfd):
+    """A run longer than a window: stopped after its second epoch, its state (with the optimizer's momentum) is packed
+    in parts within the per-file limit, and the next window trains only its last epoch and writes the record an
+    uninterrupted run writes."""
+    import torch
+
+    import benchmark.train as train_module
+    from benchmark.run import load_protocol_data, run_one
+    from benchmark.unfinished import pack_unfinished, progress
+
+    three = [*TINY, "--epochs", "3", "--seeds", "0"]
+    assert main(["job", "--methods", "random", *three, "--budget", "900", "--margin", "5", "--threads", "1",
+                 "--out", str(tmp_path / "whole"), "--cache-dir", str(board / "cache")]) == 0
+    torch.set_num_threads(1)
+    protocol = _protocol(build_parser().parse_args(["job", "--methods", "random", *three, "--budget", "1"]))
+    specs = board_order(protocol, ["random"], {}, tmp_path / "window1")
+    data, pool = load_protocol_data(protocol, device=torch.device("cpu"), data_root=None, cache_dir=board / "cache")
+    write = train_module.write_checkpoint
+
+    def deadline_after_epoch_two(path, state):
+        write(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # the window ends during the third epoch
+
+    monkeypatch.setattr(train_module, "write_checkpoint", deadline_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(specs[0], protocol=protocol, data=data, pool_indices=pool, cache_dir=board / "cache")
+    monkeypatch.undo()
+    saved = progress(specs[0], lrs=1)
+    total = saved.total  # 3, or more: a small coreset trains more epochs to reach the preset's minimum steps
+    assert saved.epochs == (2,) and total >= 3 and saved.done == pytest.approx(2 / total) and saved.seconds > 0
+    size = sum(path.stat().st_size for path in specs[0].partial.iterdir())
+    limit = size // 3  # the state (gzipped: a little smaller) must be split in two parts or more
+    carried = tmp_path / "out1" / "unfinished"
+    assert pack_unfinished(specs, carried, lrs=1, limit=limit, count=8) == specs
+    parts = sorted(carried.iterdir())
+    assert len(parts) >= 2 and all(part.stat().st_size <= limit for part in parts)
+    assert all(part.name.startswith(specs[0].record.stem + ".tar.gz.") for part in parts)
+    assert pack_unfinished(specs, tmp_path / "few", lrs=1, limit=limit, count=len(parts) - 1) == []  # too few files
+
+    capfd.readouterr()
+    assert main(["job", "--methods", "random", *three, "--budget", "900", "--margin", "5", "--threads", "1",
+                 "--out", str(tmp_path / "window2"), "--cache-dir", str(board / "cache"),
+                 "--archive", str(tmp_path / "out2" / "job.tar.gz"), "--unfinished", str(carried)]) == 0
+    output = capfd.readouterr()
+    assert f"resumed (carried from an earlier window): random f0.5 s0 (epoch 2 of {total})" in output.out
+    assert f"resumed from lr0.checkpoint after epoch 2 of {total}" in output.err
+    name = specs[0].record.name
+    assert _comparable(tmp_path / "window2" / name) == _comparable(tmp_path / "whole" / name)
+
+    parts[-1].unlink()  # a part that did not come back: the job says so, in one line, and runs nothing
+    capfd.readouterr()
+    assert main(["job", "--methods", "random", *three, "--budget", "60", "--out", str(tmp_path / "window3"),
+                 "--cache-dir", str(board / "cache"), "--unfinished", str(carried)]) == 2
+    error = capfd.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"part {len(parts)} of {len(parts)} is missing" in error[0]
+
+
+def test_a_run_longer_than_the_window_starts_only_to_be_carried(board, tmp_path, capsys):
+    """Committed timings say the run's training takes 5 minutes, the window has 2: it does not start, unless
+    --carry-training lets it train its first epochs to be carried."""
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    (first, *_) = sorted((board / "board").glob("random*s0*.json"))
+    record = json.loads(first.read_text())
+    record["training"]["seconds"] = 300.0
+    (committed / first.name).write_text(Record.from_json(record).dumps())
+    ten = [*TINY, "--epochs", "10", "--seeds", "0"]  # another protocol: its run is not on the committed board
+    common = ["job", "--methods", "random", *ten, "--budget", "120", "--margin", "5", "--done", str(committed),
+              "--cache-dir", str(board / "cache"), "--threads", "1"]
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert "0 run(s) finished, 0 failed, 0 stopped at the deadline, 1 left" in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "carry"), "--unfinished", str(tmp_path / "none"),
+                 "--carry-training", "1"]) == 0
+    assert "1 run(s) finished" in capsys.readouterr().out  # on this tiny board it even finished
+    assert main([*common, "--out", str(tmp_path / "x"), "--carry-training", "1"]) == 2
+    assert "--carry-training needs --unfinished" in capsys.readouterr().err
