@@ -16,7 +16,7 @@ from benchmark.storage import atomic_write
 COLUMNS = ["record", "schema", "method", "method_params", "dataset", "model", "preset", "fraction", "seed", "budget",
            "pool_size", "measure", "attack", "attack_params", "threat", "eps", "eps_255", "accuracy",
            "cross_check_accuracy", "cross_check_reference_accuracy", "cross_check_images", "selection_seconds",
-           "training_seconds", "flags", "package", "device", "created"]
+           "training_seconds", "flags", "package", "device", "runs_per_device", "created"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -35,7 +35,8 @@ def rows(paths: list[Path]) -> list[dict]:
                 "model": record.model, "preset": record.preset, "fraction": record.fraction, "seed": record.seed,
                 "budget": record.budget, "pool_size": record.pool_size, "selection_seconds": record.selection.seconds,
                 "training_seconds": record.training.seconds, "flags": ",".join(record.flag_codes),
-                "package": environment.package, "device": environment.device or "", "created": record.created}
+                "package": environment.package, "device": environment.device or "",
+                "runs_per_device": environment.runs_per_device, "created": record.created}
         table.append({**base, "measure": "clean", "accuracy": record.clean_accuracy})
         for attack in record.attacks:
             check = attack.cross_check

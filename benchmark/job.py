@@ -219,11 +219,12 @@ def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path,
     for index in range(len(pending)):
         tasks.put(index)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    at_once = min(workers, len(pending))
     processes = [context.Process(target=_worker, args=(pending, tasks, results), kwargs=dict(
         protocol=protocol, cache_dir=cache_dir, data_root=data_root, device=device, deadline=deadline,
         estimate=estimate, threads=threads, eval_batch_size=eval_batch_size, done=done, carry_slots=carry_slots,
-        epochs=protocol.epochs), daemon=True)
-        for _ in range(min(workers, len(pending)))]
+        epochs=protocol.epochs, at_once=at_once), daemon=True)
+        for _ in range(at_once)]
     for process in processes:
         process.start()
     finished, failed, skipped, running = [], [], [], {}
@@ -258,7 +259,7 @@ def _run_workers(pending: list[RunSpec], *, protocol: Protocol, cache_dir: Path,
 
 def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache_dir: Path, data_root: Path | None,
             device: str, deadline: float, estimate: Estimate, threads: int, eval_batch_size: int | None,
-            done: dict[str, float], carry_slots, epochs: int) -> None:
+            done: dict[str, float], carry_slots, epochs: int, at_once: int) -> None:
     """One worker: the data loaded once, then the next run of the queue while one can still finish in time (or,
     while `carry_slots` last, make a few epochs' progress to be carried)."""
     import torch
@@ -289,7 +290,7 @@ def _worker(pending: list[RunSpec], tasks, results, *, protocol: Protocol, cache
         tick = time.monotonic()
         try:
             record = run_one(spec, protocol=protocol, data=data, pool_indices=pool_indices, cache_dir=cache_dir,
-                             eval_batch_size=eval_batch_size)
+                             eval_batch_size=eval_batch_size, runs_per_device=at_once)
         except UserError as error:
             results.put(("failed", index, str(error)))
             continue

@@ -3,8 +3,9 @@ leaderboard, `export` and `attack` read it back (`Record.from_json`). This is th
 record's key names: everything else reads typed attributes. Torch-free (numpy and jsonschema only), so the pages
 render without torch.
 
-- Versions: `coreset-bench/run/5` is written (version 4 and each test image's L-infinity radius, cross-checks at
-  chosen eps, clean accuracy on the whole test split); versions 4 (the training method: adversarial training, its
+- Versions: `coreset-bench/run/6` is written (version 5 and, in the environment, how many runs shared the device:
+  a run's seconds are wall-clock while it shared it); 5 (each test image's L-infinity radius, cross-checks at
+  chosen eps, clean accuracy on the whole test split), 4 (the training method: adversarial training, its
   per-epoch guard), 3 (provenance, failed attacks, closed objects), 2 and 1 (FGSM only, no masks, no weights) are
   still read, into the same classes, their missing parts `None` or empty. The published JSON Schemas are
   `benchmark/schemas/run-N.schema.json`; `to_json` output is checked against them before it is written.
@@ -39,8 +40,9 @@ SCHEMA_V1 = "coreset-bench/run/1"
 SCHEMA_V2 = "coreset-bench/run/2"
 SCHEMA_V3 = "coreset-bench/run/3"
 SCHEMA_V4 = "coreset-bench/run/4"
-SCHEMA = "coreset-bench/run/5"
-SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA)
+SCHEMA_V5 = "coreset-bench/run/5"
+SCHEMA = "coreset-bench/run/6"
+SCHEMAS_READ = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA)
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 _SCHEMA_PATTERN = re.compile(r"^coreset-bench/run/(\d+)$")
 FGSM_V1_TOLERANCE = 0.001  # version 1: |torchattacks - in-house| FGSM accuracy, 0.1 percentage points
@@ -491,6 +493,9 @@ class Environment(Part):
     git_commit: str | None = None  # of the checkout the run was made with ("unknown" outside one)
     git_dirty: bool | None = None
     compile: str | None = None  # the torch.compile mode of the training steps on a GPU (None: eager)
+    # runs made at once on this device by the job that made this one (1: alone; None: not stated, before version
+    # 6 or outside a job); the record's seconds are wall-clock, taken while sharing the device with the others
+    runs_per_device: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,9 +52,10 @@ def write_record(record: Record, path: Path) -> None:
     atomic_write(Path(path), record.dumps().encode("utf-8"))
 
 
-def environment(device, *, threads: int | None = None, peak_memory_mb: dict | None = None) -> Environment:
+def environment(device, *, threads: int | None = None, peak_memory_mb: dict | None = None,
+                runs_per_device: int | None = None) -> Environment:
     """What a run was made with: versions, the device, the CPU (model, family, the instruction set torch uses:
-    CPU results differ between them), the checkout's git commit, threads."""
+    CPU results differ between them), the checkout's git commit, threads, and how many runs shared the device."""
     import timm
     import torch
     import torchattacks
@@ -74,7 +75,7 @@ def environment(device, *, threads: int | None = None, peak_memory_mb: dict | No
         cudnn=str(torch.backends.cudnn.version()) if cuda and torch.backends.cudnn.is_available() else None,
         cpu=f"{cpu_name()} (family {family})" if family else cpu_name(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(), git_commit=commit, git_dirty=dirty,
-        compile=compile_mode() if cuda else None)
+        compile=compile_mode() if cuda else None, runs_per_device=runs_per_device)
 
 
 @functools.cache

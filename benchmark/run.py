@@ -224,7 +224,7 @@ def _saved_selection(spec: RunSpec, *, selector: Selector, data: PoolData, proto
 
 
 def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: np.ndarray,
-            cache_dir: Path, eval_batch_size: int | None = None) -> Record:
+            cache_dir: Path, eval_batch_size: int | None = None, runs_per_device: int | None = None) -> Record:
     """Selects, trains, attacks and writes the record. Everything on the way is saved under `spec.partial`
     (the selection, a checkpoint per epoch, each finished attack), so a killed run resumes where it was; the
     model's weights are written as soon as it is trained (an attack that fails is recorded as failed and the
@@ -278,7 +278,7 @@ def run_one(spec: RunSpec, *, protocol: Protocol, data: PoolData, pool_indices: 
                         test_size=len(data.test_labels), top_share=measured.top_prediction_share,
                         steps=training.steps, checks=measured.checks, failures=measured.failures)
         + overfitting_flags(training.monitor or ()),
-        environment=environment(device, peak_memory_mb=memory.phases),
+        environment=environment(device, peak_memory_mb=memory.phases, runs_per_device=runs_per_device),
         created=now(), attack_failures=measured.failures)
     # artifacts first, the record last: a record on disk always has its files beside it
     write_npz(artifact_path(path, "selection"), **arrays)

@@ -93,8 +93,9 @@ def pack_unfinished(specs: list[RunSpec], folder: Path, *, lrs: int, limit: int,
         data = _archive(spec.partial)
         parts = [data[start:start + limit] for start in range(0, len(data), limit)]
         if files + len(parts) > count or (total is not None and size + len(data) > total):
-            log.warning("%s: its saved state (%.1f MiB, %d file(s)) does not fit beside the others carried; not "
-                        "carried", spec.label, len(data) / 2 ** 20, len(parts))
+            log.warning("%s: its saved state (%.1f MiB in %d file(s)) is not carried: %d file(s) and %s are left of "
+                        "what may be carried", spec.label, len(data) / 2 ** 20, len(parts), count - files,
+                        "no limit on MiB" if total is None else f"{(total - size) / 2 ** 20:.1f} MiB")
             continue
         _remove_carried(folder, spec)
         name = spec.record.stem + SUFFIX

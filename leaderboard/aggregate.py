@@ -107,12 +107,17 @@ def measures(record: Record) -> dict[tuple[str, str, float], float]:
 
 def _run_seconds(record: Record) -> float:
     """What a run cost, in seconds of its device: selection (with its proxies' training), training and
-    evaluation, as the record states them (NaN where a part is not stated)."""
+    evaluation, as the record states them (NaN where a part is not stated), divided by the runs that shared the
+    device with it (a job's runs on one GPU: each record's seconds are wall-clock, the device's are shared)."""
     evaluation = record.evaluation.seconds.total if record.evaluation and record.evaluation.seconds else None
     if evaluation is None:
         return math.nan
     return float(record.selection.seconds + (record.selection.proxy_training_seconds or 0.0)
-                 + record.training.seconds + evaluation)
+                 + record.training.seconds + evaluation) / _sharing(record)
+
+
+def _sharing(record: Record) -> int:
+    return (record.environment.runs_per_device or 1) if record.environment else 1
 
 
 def machine(record: Record) -> str:
@@ -157,7 +162,7 @@ def runs_frame(records: list[RecordFile]) -> pd.DataFrame:
             "train_seconds": float(record.training.seconds),
             "run_seconds": _run_seconds(record), "day": record.created[:10],
             "flags": record.flag_codes,
-            "package": record.environment.package, "device": machine(record),
+            "package": record.environment.package, "device": machine(record), "sharing": _sharing(record),
             "commit": record.environment.git_commit or "",
             "gallery": record.artifact(item.path, "gallery"),
             "path": item.path, "settings": record.protocol,
@@ -401,7 +406,7 @@ def build_groups(records: list[RecordFile]) -> list[Group]:
             "eps_text": ", ".join(f"{e * 255:.4g}" for e in protocol.eps),
             "fractions": _distinct(runs["fraction"]), "seeds": _distinct(runs["seed"]),
             "packages": _distinct(runs["package"]), "devices": _machines(runs["device"]),
-            "commits": _distinct(runs["commit"]),
+            "commits": _distinct(runs["commit"]), "sharing": _distinct(runs["sharing"]),
             "records": len(runs), "flagged": int(sum(1 for codes in runs["flags"] if codes)),
             "full_clean": mean_std(runs[runs["method"] == FULL]["clean"])[0],
             "cross_check_images": protocol.cross_check_images,

@@ -246,6 +246,11 @@ def caveats(group: Group) -> list[str]:
                                                             if len(commits) > 1 else "")
                      + ": the same settings, but a harness change between them can move the numbers; compare "
                      "runs of one version where it matters.")
+    shared = [k for k in facts["sharing"] if k > 1]
+    if shared:
+        lines.append(f"Runs shared their device: the job that made them ran {' or '.join(map(str, shared))} at once "
+                     f"on it. A run's cost is its wall-clock seconds divided by that number, its share of the device "
+                     f"(its own seconds, in its record, are longer than they would be alone).")
     if len(facts["devices"]) > 1:
         lines.append(f"These records were made on {len(facts['devices'])} machines ({', '.join(facts['devices'])} "
                      f"runs): a run's seconds are its machine's, so costs compare only between runs of one machine; "

@@ -167,6 +167,18 @@ def make_record_v5(method="random", *, full_test: tuple[int, int] | None = (1000
     return record
 
 
+V6 = "coreset-bench/run/6"
+
+
+def make_record_v6(method="random", *, runs_per_device: int | None = None, **given) -> dict:
+    """A valid version-6 record: version 5's, with how many runs shared its device (absent: not stated)."""
+    record = make_record_v5(method, **given)
+    record["schema"] = V6
+    if runs_per_device is not None:
+        record["environment"]["runs_per_device"] = runs_per_device
+    return record
+
+
 def write_records(directory: Path, records: list[dict]) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

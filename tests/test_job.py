@@ -55,6 +55,9 @@ def test_two_runs_at_once_write_the_records_each_writes_alone(board, tmp_path):
     assert len(records) == 4
     for path in records:
         assert _comparable(path) == _comparable(alone / path.name), path.name
+        # the job's records say how many runs shared the device (their seconds are wall-clock while sharing it)
+        assert json.loads(path.read_text())["environment"]["runs_per_device"] == 2
+        assert "runs_per_device" not in json.loads((alone / path.name).read_text())["environment"]
 
 
 def test_the_archive_holds_every_record_and_the_weights_that_fit(board, tmp_path):

@@ -28,6 +28,7 @@ from tests.records import (
     make_record_v2,
     make_record_v4,
     make_record_v5,
+    make_record_v6,
     write_records,
 )
 
@@ -629,6 +630,22 @@ def test_clean_accuracy_on_the_whole_test_split_is_what_the_board_compares_and_s
     assert sorted(group.runs["clean"]) == [0.40, 0.41]  # not the attacked subset's 0.5
     (line,) = [c for c in caveats(group) if c.startswith("Scale:")]
     assert "a test set of 200 images attacked" in line and "clean accuracy on all 10000 test images" in line
+
+
+def test_runs_that_shared_a_device_cost_their_share_of_it(tmp_path):
+    """Version 6: a job ran four runs at once on one GPU; each record's seconds are wall-clock while sharing it, and
+    the page's cost per run is its share, a quarter of them, with a caveat saying so."""
+    shared = [make_record_v6(seed=s, runs_per_device=4) for s in (0, 1)]
+    write_records(tmp_path / "in", shared)
+    (group,) = build_groups(load_records([tmp_path / "in"]))
+    alone = [make_record_v6(seed=s) for s in (0, 1)]
+    write_records(tmp_path / "alone", alone)
+    (alone_group,) = build_groups(load_records([tmp_path / "alone"]))
+    assert (group.runs["run_seconds"] * 4).tolist() == pytest.approx(alone_group.runs["run_seconds"].tolist())
+    assert alone_group.runs["run_seconds"].min() > 0
+    (line,) = [c for c in caveats(group) if c.startswith("Runs shared their device")]
+    assert "ran 4 at once" in line and "divided by that number" in line
+    assert not [c for c in caveats(alone_group) if c.startswith("Runs shared")]
 
 
 def test_a_cascaded_suite_is_named_whole_in_the_caveats(tmp_path):

@@ -12,7 +12,16 @@ from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.records import SCHEMA
 from benchmark.schema import SchemaError, check_record, load_records, schema_file
-from tests.records import EPS, make_record, make_record_v2, make_record_v3, mask, write_records
+from tests.records import (
+    EPS,
+    make_record,
+    make_record_v2,
+    make_record_v3,
+    make_record_v5,
+    make_record_v6,
+    mask,
+    write_records,
+)
 
 
 def _set(record: dict, dotted: str, value) -> dict:
@@ -287,3 +296,14 @@ def test_validate_reads_a_cross_check_tolerance_against_the_attack_registry(tmp_
     assert err[0] == (f"{folder / genuine.name}: attacks[{index}].cross_check: states a tolerance of 50 points or 4 "
                       f"images, more than fgsm allows on cpu (0.1 points or 0 images)")
     assert err[-1] == "error: 1 problem(s) in 1 of 1 record file(s)"
+
+
+def test_the_runs_sharing_a_device_are_a_version_6_field_of_one_or_more():
+    assert check_record(make_record_v6(runs_per_device=4), "r") == []
+    assert check_record(make_record_v6(), "r") == []  # not stated: a run outside a job
+    (problem,) = check_record(make_record_v6(runs_per_device=0), "r")
+    assert problem == "r: environment.runs_per_device: 0 is less than 1"
+    older = make_record_v5()
+    older["environment"]["runs_per_device"] = 4  # version 5 has no such field
+    (problem,) = check_record(older, "r")
+    assert "runs_per_device" in problem and "not allowed" in problem
