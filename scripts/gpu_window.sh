@@ -9,10 +9,11 @@
 # the weights that fit) and unfinished/ (the runs under way when the window ended, those that saved the most
 # training first: at most 4 files and 36 MiB, a run stopped mid-training in two parts).
 # Before the call: `bash scripts/gpu_tree.sh slim` (the CPU boards and pages would take what is sent over 64 MiB).
-# After it: `bash scripts/gpu_tree.sh restore`; unpack the archive's records, selections and galleries (not its
-# weights) into submissions/standard/ and commit them; make .gpu/unfinished/ exactly the returned unfinished/ (the
-# job re-packs what it was given and did not finish). The carried states are not committed (up to 36 MB a window
-# in git's history): they live in the ignored .gpu/ and travel with it; if lost, their runs start afresh.
+# After it: `python scripts/after_gpu_window.py <files_at>` (restores the boards, puts the archive's records,
+# selections and galleries, validated, into submissions/standard/, and makes .gpu/unfinished/ the returned
+# unfinished/); then commit submissions/standard/ with the numbers in docs/gpu.md. The carried states are not
+# committed (up to 36 MB a window in git's history): they live in the ignored .gpu/ and travel with it; if lost,
+# their runs start afresh.
 set -uo pipefail
 start=$(date +%s)
 budget=${1:-540}

@@ -260,3 +260,42 @@ def test_a_run_longer_than_the_window_starts_only_to_be_carried(board, tmp_path,
     assert "1 run(s) finished" in capsys.readouterr().out  # on this tiny board it even finished
     assert main([*common, "--out", str(tmp_path / "x"), "--carry-training", "1"]) == 2
     assert "--carry-training needs --unfinished" in capsys.readouterr().err
+
+
+def test_after_a_window_the_records_join_the_board_and_the_carried_runs_are_replaced(board, tmp_path):
+    """scripts/after_gpu_window.py on what a call returns: the archive's records, selections and galleries go on
+    the board (not the weights), validated; the carried runs become exactly the returned ones; a second pass adds
+    nothing; a record on the board with other content is not overwritten; without an archive nothing changes."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "after_gpu_window.py"
+    returned, board_dir, carried = tmp_path / "files", tmp_path / "standard", tmp_path / "carried"
+    (returned / "unfinished").mkdir(parents=True)
+    shutil.copyfile(board / "board" / "job.tar.gz", returned / "standard-job.tar.gz")
+    (returned / "unfinished" / "cal__x.tar.gz").write_bytes(b"new")
+    carried.mkdir()
+    (carried / "random__old.tar.gz").write_bytes(b"old")
+
+    def after() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(returned), "--board", str(board_dir), "--carried",
+                               str(carried), "--no-restore"], capture_output=True, text=True, timeout=300)
+
+    done = after()
+    assert done.returncode == 0, done.stderr
+    records = sorted(path.name for path in (board / "board").glob("*.json"))
+    assert sorted(path.name for path in board_dir.glob("*.json")) == records and len(records) == 4
+    assert len(list(board_dir.glob("*.selection.npz"))) == 4 and not list(board_dir.glob("*.safetensors"))
+    assert "(4 record(s))" in done.stdout and "4 record(s) valid" in done.stdout  # validate's own line
+    assert [path.name for path in carried.iterdir()] == ["cal__x.tar.gz"]
+    assert "0 new file(s)" in after().stdout  # again: nothing new, nothing rewritten
+
+    (board_dir / records[0]).write_text((board_dir / records[0]).read_text().replace('"seed": 0', '"seed": 7'))
+    done = after()
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "not overwritten" in done.stderr
+
+    (returned / "standard-job.tar.gz").unlink()
+    (carried / "keep.tar.gz").write_bytes(b"k")
+    done = after()
+    assert done.returncode == 2 and "nothing is recorded" in done.stderr and (carried / "keep.tar.gz").exists()
