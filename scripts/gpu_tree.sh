@@ -3,16 +3,17 @@
 #
 #   bash scripts/gpu_tree.sh size [CARRIED...]  MiB a call would send: the tracked and the untracked-not-ignored
 #                                               files, plus the carried paths (e.g. .gpu); exit 1 over 64 MiB
-#   bash scripts/gpu_tree.sh slim               hold the published CPU boards and the pages out of what is sent
+#   bash scripts/gpu_tree.sh slim               hold the CPU boards (published and staged) and the pages out of
+#                                               what is sent
 #   bash scripts/gpu_tree.sh restore            put them back (after the call, before anything is committed)
 #
 # Why: the device tool sends every tracked file, and the 64 MiB it takes must also hold .gpu/ (the data pack and
 # wheels, about 20 MiB, and the runs carried between windows, .gpu/unfinished, up to 36 MiB). The CPU boards and
 # their pages alone weigh over 50 MiB and grow with every board; a GPU window needs none of them, only the code
-# and submissions/standard. `slim` takes docs/ and every submissions/<board> but standard out of git's index (the
-# files stay on disk, nothing is deleted) and ignores them in .git/info/exclude, so they are neither counted nor
-# sent; until `restore` (the index entries back from HEAD, the exclude lines removed), a pre-commit hook refuses
-# commits, which would otherwise delete the boards.
+# and submissions/standard. `slim` takes docs/, republish/<board> and every submissions/<board> but standard out
+# of git's index (the files stay on disk, nothing is deleted) and ignores them in .git/info/exclude, so they are
+# neither counted nor sent; until `restore` (the index entries back from HEAD, the exclude lines removed), a
+# pre-commit hook refuses commits, which would otherwise delete the boards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=$((64 * 1024 * 1024))
@@ -50,7 +51,8 @@ case "${1:-}" in
     if [ -e "$marker" ]; then echo "already slimmed; 'bash scripts/gpu_tree.sh restore' puts the boards back" >&2; exit 1; fi
     held=()
     [ -d docs ] && held+=(docs)
-    for board in submissions/*/; do
+    for board in submissions/*/ republish/*/; do  # the published boards and those being (re)made
+      [ -d "$board" ] || continue
       board=${board%/}
       [ "$board" != submissions/standard ] && held+=("$board")
     done

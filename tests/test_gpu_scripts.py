@@ -29,7 +29,8 @@ def repo(tmp_path):
     repo = tmp_path / "repo"
     files = {"scripts/gpu_tree.sh": SCRIPT.read_bytes(), "benchmark/code.py": b"x = 1\n",
              "docs/leaderboard/index.html": b"p" * MIB, "submissions/cifar10-cpu/a.json": b"c" * (2 * MIB),
-             "submissions/standard/b.json": b"{}\n"}
+             "submissions/standard/b.json": b"{}\n", "republish/cifar10-cpu-at/c.json": b"s" * MIB,
+             "republish/README.md": b"staging\n"}
     for name, data in files.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_bytes(data)
@@ -48,9 +49,9 @@ def _mib(out: str) -> float:
 
 
 def test_size_counts_tracked_untracked_and_carried_files(repo):
-    assert _mib(_tree(repo, "size").stdout) == pytest.approx(3.0, abs=0.05)
+    assert _mib(_tree(repo, "size").stdout) == pytest.approx(4.0, abs=0.05)
     (repo / "notes.txt").write_bytes(b"n" * MIB)  # untracked, not ignored: it travels
-    assert _mib(_tree(repo, "size", ".gpu").stdout) == pytest.approx(5.0, abs=0.05)
+    assert _mib(_tree(repo, "size", ".gpu").stdout) == pytest.approx(6.0, abs=0.05)
 
 
 def test_size_fails_over_64_mib(repo):
@@ -65,7 +66,8 @@ def test_slim_holds_the_boards_out_until_restore(repo):
     done = _tree(repo, "slim")
     assert done.returncode == 0, done.stderr
     tracked = set(_git(repo, "ls-files").split())
-    assert tracked == {"scripts/gpu_tree.sh", "benchmark/code.py", "submissions/standard/b.json"}
+    assert tracked == {"scripts/gpu_tree.sh", "benchmark/code.py", "submissions/standard/b.json",
+                       "republish/README.md"}
     assert (repo / "docs/leaderboard/index.html").stat().st_size == MIB  # on disk, untouched
     assert _mib(_tree(repo, "size", ".gpu").stdout) == pytest.approx(1.0, abs=0.05)  # the boards are not sent
     commit = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "oops"],
