@@ -70,12 +70,6 @@ def progress(spec: RunSpec, lrs: int) -> Progress | None:
     return Progress(sum(epochs) / (total * lrs), seconds, tuple(epochs), total)
 
 
-def trained(spec: RunSpec, lrs: int) -> bool:
-    """Whether the run's partial state holds a finished training for each of its `lrs` learning rates."""
-    saved = progress(spec, lrs)
-    return saved is not None and saved.trained
-
-
 def pack_unfinished(specs: list[RunSpec], folder: Path, *, lrs: int, limit: int, count: int,
                     total: int | None = None) -> list[RunSpec]:
     """Archives in `folder` of the runs of `specs` that are under way (saved state, no record): those whose saved
