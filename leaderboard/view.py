@@ -250,7 +250,7 @@ def caveats(group: Group) -> list[str]:
     if shared:
         lines.append(f"Runs shared their device: the job that made them ran {' or '.join(map(str, shared))} at once "
                      f"on it. A run's cost is its wall-clock seconds divided by that number, its share of the device "
-                     f"(its own seconds, in its record, are longer than they would be alone).")
+                     f"(its record's seconds are wall-clock, taken while sharing it).")
     if len(facts["devices"]) > 1:
         lines.append(f"These records were made on {len(facts['devices'])} machines ({', '.join(facts['devices'])} "
                      f"runs): a run's seconds are its machine's, so costs compare only between runs of one machine; "
