@@ -177,7 +177,8 @@ def job(*, protocol: Protocol, methods: list[str], params: dict[str, dict], out:
     pending = [spec for spec in specs if spec.record.name not in recorded]
     carried = unpack_unfinished(unfinished, pending) if unfinished is not None and Path(unfinished).is_dir() else []
     saved = {spec.record.name: progress(spec, len(protocol.lrs)) for spec in carried}
-    carried = [spec for spec in carried if saved[spec.record.name] is not None]
+    saved = {name: state for name, state in saved.items() if state is not None}  # a selection alone: a new run
+    carried = [spec for spec in carried if spec.record.name in saved]
     pending = carried + [spec for spec in pending if spec not in carried]  # nearest to a record first
     estimate = Estimate()
     for item in load_records([d for d in done if Path(d).exists()], allow_empty=True) if done else []:
