@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from benchmark.cli import main as benchmark_main
 from benchmark.errors import UserError
 from benchmark.storage import atomic_write
 
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(name.endswith(".json") for name in files):  # checked before anything reaches the board
             with tempfile.TemporaryDirectory() as staging:
                 place(files, Path(staging))
-                subprocess.run([sys.executable, "-m", "benchmark", "validate", staging], check=True)
+                if benchmark_main(["validate", staging]) != 0:
+                    raise UserError(f"the records in {archive} are not valid (above); nothing was added")
         args.board.mkdir(parents=True, exist_ok=True)
         new = place(files, args.board)
         print(f"{len(new)} new file(s) in {args.board} ({sum(n.endswith('.json') for n in new)} record(s))")
@@ -103,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as error:
-        command = " ".join(map(str, error.cmd[-3:]))
-        print(f"error: {command} failed (exit {error.returncode}); see above", file=sys.stderr)
+        print(f"error: scripts/gpu_tree.sh restore failed (exit {error.returncode}); see above", file=sys.stderr)
         return 2
     return 0
 
